@@ -1,0 +1,44 @@
+# Two commands for a new user: `make demo` and `make test` (see README.md).
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: demo test test-slow lint bench install clean
+
+$(BIN)/python:
+	$(shell command -v $(PY) >/dev/null 2>&1 && echo $(PY) || echo python3) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first and pinned: anything else would pull a CUDA build of several GB.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pixelforge demo
+
+test: $(TEST_STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest
+
+test-slow: $(TEST_STAMP)
+	$(BIN)/python -m pytest -m slow -o addopts='-q'
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check src tests bench
+
+bench: $(TEST_STAMP)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.decode
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""The data layer: layouts → Manifest → decoded arrays → Preprocess."""

@@ -1,0 +1,222 @@
+"""Decode encoded image bytes into numpy arrays: uint8 (or uint16 for 16-bit) HWC, RGB or grayscale.
+
+Pillow is the default backend; OpenCV (``cv2.imdecode``) gives the same arrays (BGR is converted to
+RGB here and never leaks out). EXIF orientation is applied, every common mode is handled, alpha is
+dropped or composited on a background, and images over a pixel limit are refused before decoding
+(decompression bombs). A target size lets Pillow's JPEG draft mode decode a large photo at a reduced
+scale instead of at full size.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from pixelforge.errors import DecodeError
+
+DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000; larger images are refused, not decoded
+Image.MAX_IMAGE_PIXELS = None  # we enforce our own limit with a clear message
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def _to_channels(arr: np.ndarray, channels: int | None) -> np.ndarray:
+    """Force 1 or 3 channels; gray→RGB repeats, RGB→gray uses ITU-R 601-2 luma like Pillow's 'L'."""
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if channels is None or arr.shape[2] == channels:
+        return arr
+    if channels == 3 and arr.shape[2] == 1:
+        return np.repeat(arr, 3, axis=2)
+    if channels == 1 and arr.shape[2] == 3:
+        weights = np.array([299, 587, 114], dtype=np.uint32)
+        if arr.dtype == np.uint8:
+            # Pillow's integer formula: (R*299 + G*587 + B*114 + 500) / 1000, rounded.
+            luma = (arr.astype(np.uint32) @ weights + 500) // 1000
+            return luma.astype(np.uint8)[:, :, None]
+        luma = arr.astype(np.float64) @ (weights / 1000.0)
+        return np.round(luma).astype(arr.dtype)[:, :, None]
+    raise DecodeError(f"cannot convert {arr.shape[2]} channels to {channels}; expected 1 or 3")
+
+
+def _composite(rgb: np.ndarray, alpha: np.ndarray, background) -> np.ndarray:
+    bg = np.asarray(background, dtype=np.float32).reshape(1, 1, -1)[:, :, : rgb.shape[2]]
+    a = alpha.astype(np.float32)[:, :, None] / 255.0
+    out = rgb.astype(np.float32) * a + bg * (1.0 - a)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _check_size(width: int, height: int, max_pixels: int | None, name: str) -> None:
+    if width <= 0 or height <= 0:
+        raise DecodeError(f"{name}: image has no pixels ({width}x{height})")
+    if max_pixels and width * height > max_pixels:
+        raise DecodeError(
+            f"{name}: image is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (possible decompression bomb; raise max_pixels to allow it)"
+        )
+
+
+def _pillow_to_array(img: Image.Image, background) -> np.ndarray:
+    mode = img.mode
+    if mode == "1":
+        return np.asarray(img.convert("L"))
+    if mode in ("L", "RGB"):
+        return np.asarray(img)
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(img, dtype=np.uint16) if mode == "I;16" else np.asarray(img).astype(np.uint16)
+    if mode == "I":
+        arr = np.asarray(img)
+        if arr.min() >= 0 and arr.max() <= 65535:
+            return arr.astype(np.uint16)
+        return np.clip(arr, 0, 65535).astype(np.uint16)
+    if mode == "F":
+        arr = np.asarray(img)
+        return np.clip(np.round(arr), 0, 255).astype(np.uint8)
+    if mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+        mode = img.mode
+        if mode == "RGB":
+            return np.asarray(img)
+    if mode == "PA":
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode == "LA":
+        arr = np.asarray(img)
+        if background is None:
+            return arr[:, :, 0]
+        return _composite(arr[:, :, :1], arr[:, :, 1], background)
+    if mode == "RGBA":
+        arr = np.asarray(img)
+        if background is None:
+            return arr[:, :, :3]
+        return _composite(arr[:, :, :3], arr[:, :, 3], background)
+    # CMYK, YCbCr, LAB, HSV and anything else Pillow can convert
+    return np.asarray(img.convert("RGB"))
+
+
+def _decode_pillow(data: bytes, name: str, max_pixels, background, draft_size) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(data))
+            _check_size(img.width, img.height, max_pixels, name)
+            if draft_size is not None and img.format == "JPEG":
+                # Decode at 1/2, 1/4 or 1/8 scale when that still covers the target size.
+                img.draft(img.mode if img.mode in ("L", "RGB") else "RGB", (draft_size[1], draft_size[0]))
+            img.load()
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if img.format in ("JPEG", "TIFF", "PNG", "WEBP") else 1
+            if orientation and orientation != 1:
+                img = ImageOps.exif_transpose(img)
+            return _pillow_to_array(img, background)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"{name}: {exc}") from None
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError, TypeError) as exc:
+        message = str(exc) or type(exc).__name__
+        if "cannot identify image file" in message:
+            message = "not an image file Pillow can read"
+        raise DecodeError(f"{name}: {message}") from None
+
+
+def _decode_opencv(data: bytes, name: str, max_pixels, background) -> np.ndarray:
+    import cv2
+
+    # Read the header with Pillow first (cheap) so the pixel limit holds before cv2 allocates.
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            _check_size(probe.width, probe.height, max_pixels, name)
+    except DecodeError:
+        raise
+    except Exception:  # noqa: BLE001 - let OpenCV try formats Pillow cannot open
+        pass
+    buf = np.frombuffer(data, dtype=np.uint8)
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION) if len(buf) else None
+    if arr is None:
+        raise DecodeError(f"{name}: not an image file OpenCV can read (corrupt, truncated or empty)")
+    orientation = _exif_orientation(data)
+    if arr.ndim == 3:
+        if arr.shape[2] == 4:
+            rgb = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
+            arr = rgb[:, :, :3].copy() if background is None else _composite(rgb[:, :, :3], rgb[:, :, 3], background)
+        elif arr.shape[2] == 3:
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+        elif arr.shape[2] == 2:
+            arr = arr[:, :, 0] if background is None else _composite(arr[:, :, :1], arr[:, :, 1], background)
+    if arr.dtype not in (np.uint8, np.uint16):
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if orientation != 1:
+        arr = apply_orientation(arr, orientation)
+    return arr
+
+
+def _exif_orientation(data: bytes) -> int:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except Exception:  # noqa: BLE001 - no readable EXIF means no rotation
+        return 1
+
+
+def apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation tag (1-8) to an HWC array, as ImageOps.exif_transpose does."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1, :],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    op = ops.get(orientation)
+    return np.ascontiguousarray(op(arr)) if op else arr
+
+
+def decode_image(
+    data: bytes | np.ndarray,
+    *,
+    name: str = "image",
+    channels: int | None = None,
+    background=None,
+    backend: str = "pillow",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Decode bytes (or pass through an array) to an HWC ``uint8``/``uint16`` array.
+
+    channels: force 1 (grayscale) or 3 (RGB); None keeps the image's own (1 or 3).
+    background: None drops alpha; an RGB tuple composites transparent pixels onto it.
+    draft_size: (height, width) the caller will resize to; lets JPEG decode at a reduced scale.
+    """
+    if isinstance(data, np.ndarray):
+        arr = data
+        if arr.dtype == bool:
+            arr = arr.astype(np.uint8) * 255
+        elif arr.dtype not in (np.uint8, np.uint16):
+            if np.issubdtype(arr.dtype, np.floating) and arr.size and float(np.nanmax(arr)) <= 1.0:
+                arr = np.clip(np.round(arr * 255), 0, 255).astype(np.uint8)
+            else:
+                arr = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+        if arr.ndim == 3 and arr.shape[2] == 4:
+            arr = arr[:, :, :3] if background is None else _composite(arr[:, :, :3], arr[:, :, 3], background)
+        elif arr.ndim == 3 and arr.shape[2] == 2:
+            arr = arr[:, :, 0]
+        if arr.ndim not in (2, 3):
+            raise DecodeError(f"{name}: expected a 2-D or 3-D image array, got shape {arr.shape}")
+        return _to_channels(np.ascontiguousarray(arr), channels)
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"{name}: expected encoded bytes or an array, got {type(data).__name__}")
+    if len(data) == 0:
+        raise DecodeError(f"{name}: empty file (0 bytes)")
+    if backend == "pillow":
+        arr = _decode_pillow(bytes(data), name, max_pixels, background, draft_size)
+    elif backend == "opencv":
+        arr = _decode_opencv(bytes(data), name, max_pixels, background)
+    else:
+        raise ValueError(f"unknown decoder backend {backend!r}; expected 'pillow' or 'opencv'")
+    return _to_channels(arr, channels)

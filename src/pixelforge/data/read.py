@@ -1,0 +1,100 @@
+"""``read_dataset``: any source → Manifest, with the layout auto-detected or named.
+
+Layouts (one module each under ``pixelforge.data.layouts``):
+  directory  class folders, flat / pre-split / hierarchical
+  csv        paths, URLs or embedded pixels
+  json       records or a {label: [paths]} mapping
+  hdf5       group per class, nested groups, or flat images/labels datasets (pixelforge stores too)
+  arrays     in-memory (x, y), .npz files, pandas DataFrames of paths and labels
+  archive    zip / tar / tar.gz holding any of the above, read in place
+  url        a remote file (archive, CSV, JSON) fetched over http(s) with a cache
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pixelforge.data.manifest import Manifest
+from pixelforge.errors import LayoutError
+
+# layout name → (module, function); imported lazily so optional parts cost nothing until used
+LAYOUTS = {
+    "directory": ("pixelforge.data.layouts.directory", "read_directory_layout"),
+    "csv": ("pixelforge.data.layouts.csv_table", "read_csv_layout"),
+    "json": ("pixelforge.data.layouts.json_records", "read_json_layout"),
+    "hdf5": ("pixelforge.data.layouts.hdf5", "read_hdf5_layout"),
+    "arrays": ("pixelforge.data.layouts.arrays", "read_arrays_layout"),
+    "npz": ("pixelforge.data.layouts.arrays", "read_npz_layout"),
+    "dataframe": ("pixelforge.data.layouts.arrays", "read_dataframe_layout"),
+    "archive": ("pixelforge.data.layouts.archive", "read_archive_layout"),
+    "url": ("pixelforge.data.layouts.remote", "read_url_layout"),
+}
+
+EXTENSION_LAYOUTS = {
+    ".csv": "csv", ".tsv": "csv", ".json": "json", ".h5": "hdf5", ".hdf5": "hdf5", ".he5": "hdf5",
+    ".npz": "npz", ".zip": "archive", ".tar": "archive", ".tgz": "archive", ".gz": "archive",
+    ".bz2": "archive", ".xz": "archive",
+}
+
+
+def layout_reader(name: str):
+    try:
+        module, func = LAYOUTS[name]
+    except KeyError:
+        raise LayoutError(f"unknown layout {name!r}; expected one of {sorted(LAYOUTS)}") from None
+    return getattr(importlib.import_module(module), func)
+
+
+def detect_layout(source) -> str:
+    """The layout name for a source, from its type, URL scheme, or file extension."""
+    if isinstance(source, tuple) and len(source) == 2:
+        return "arrays"
+    if type(source).__name__ == "DataFrame":
+        return "dataframe"
+    text = str(source)
+    if text.startswith(("http://", "https://")):
+        return "url"
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise LayoutError(f"{text}: unsupported URL scheme {scheme!r}; only http and https are allowed")
+    path = Path(text)
+    if path.is_dir():
+        return "directory"
+    if not path.exists():
+        raise LayoutError(f"{text}: no such file or folder")
+    name = path.name.lower()
+    for ext in sorted(EXTENSION_LAYOUTS, key=len, reverse=True):
+        if name.endswith(ext):
+            return EXTENSION_LAYOUTS[ext]
+    raise LayoutError(
+        f"{text}: cannot tell the layout from the extension {path.suffix!r}; expected a folder or one of "
+        f"{', '.join(sorted(EXTENSION_LAYOUTS))} (or pass layout=...)"
+    )
+
+
+def read_dataset(source, layout: str = "auto", **options) -> Manifest:
+    """Read any supported source into a Manifest.
+
+    source: a folder, a .csv/.json/.h5/.npz/.zip/.tar(.gz) file, an http(s) URL, an ``(x, y)`` tuple
+    of numpy arrays, or a pandas DataFrame. ``layout`` overrides detection; other keyword options go
+    to the layout's reader (e.g. ``label_mode="top"`` for folders, ``path_column=`` for CSV).
+    """
+    name = detect_layout(source) if layout == "auto" else layout
+    reader = layout_reader(name)
+    if name == "directory":
+        from pixelforge.data.storage import FileStorage
+
+        root = Path(source)
+        if not root.is_dir():
+            raise LayoutError(f"{source}: not a folder")
+        return reader(FileStorage(root), source=str(source), **options)
+    if name == "arrays":
+        x, y = source
+        return reader(np.asarray(x), np.asarray(y), **options)
+    if name == "dataframe":
+        return reader(source, **options)
+    return reader(os.fspath(source), **options)

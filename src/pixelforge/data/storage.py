@@ -1,0 +1,134 @@
+"""Where image bytes live: a folder on disk, an archive, a remote server, an HDF5 file, an array.
+
+A Storage turns a Manifest row's ``location`` (a string) into bytes to decode, or directly into a
+decoded array (HDF5 and in-memory arrays). Tree storages (folders, archives) can also list their
+files, so that the same layout readers work on a folder and on a zip of that folder. Storages hold no
+open handles when pickled, so a Manifest can be sent to DataLoader workers or other machines.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+
+import numpy as np
+
+from pixelforge.errors import PixelforgeError, UnsafePathError
+
+
+def safe_relative_path(path: str, *, what: str = "path") -> str:
+    """Normalise a relative posix path and refuse one that is absolute or climbs out of its root."""
+    text = str(path).replace("\\", "/").strip()
+    if not text:
+        raise UnsafePathError(f"empty {what}")
+    if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+        raise UnsafePathError(f"{what} {text!r} is absolute; only paths inside the dataset are allowed")
+    norm = posixpath.normpath(text)
+    if norm == ".." or norm.startswith("../"):
+        raise UnsafePathError(f"{what} {text!r} escapes the dataset root")
+    return norm
+
+
+class Storage:
+    """Base class: subclasses implement ``read`` and, for trees, ``list_files``."""
+
+    kind = "abstract"
+
+    def read(self, location: str) -> bytes | np.ndarray:
+        raise NotImplementedError
+
+    def list_files(self) -> list[str]:
+        raise PixelforgeError(f"{self.kind} storage cannot list files")
+
+    def exists(self, location: str) -> bool:
+        return True
+
+    def describe(self, location: str) -> str:
+        """A human-readable name for an item, used in error messages and reports."""
+        return location
+
+    def local_path(self, location: str) -> Path | None:
+        """The file on disk holding this item, when there is one (for reports and thumbnails)."""
+        return None
+
+
+class FileStorage(Storage):
+    """Files under a root folder on the local disk; locations are posix paths relative to the root."""
+
+    kind = "file"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+
+    def path(self, location: str) -> Path:
+        return self.root / safe_relative_path(location)
+
+    def read(self, location: str) -> bytes:
+        path = self.path(location)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise PixelforgeError(f"{path}: file not found") from None
+        except IsADirectoryError:
+            raise PixelforgeError(f"{path}: is a folder, not an image file") from None
+        except PermissionError:
+            raise PixelforgeError(f"{path}: permission denied") from None
+        except OSError as exc:
+            raise PixelforgeError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+    def exists(self, location: str) -> bool:
+        return self.path(location).is_file()
+
+    def list_files(self) -> list[str]:
+        found: list[str] = []
+        root = str(self.root)
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, root)
+            prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            found.extend(prefix + name for name in sorted(filenames))
+        return found
+
+    def empty_folders(self) -> list[str]:
+        """Folders (relative, not hidden) with no files anywhere below them."""
+        empty = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            if rel != "." and not filenames and not dirnames and not any(
+                p.startswith(".") for p in rel.split(os.sep)
+            ):
+                empty.append(rel.replace(os.sep, "/"))
+        return sorted(empty)
+
+    def describe(self, location: str) -> str:
+        return str(self.root / location)
+
+    def local_path(self, location: str) -> Path | None:
+        return self.path(location)
+
+    def __repr__(self) -> str:
+        return f"FileStorage({str(self.root)!r})"
+
+
+class ArrayStorage(Storage):
+    """Images held in a numpy array (N x H x W [x C]); locations are row numbers as strings."""
+
+    kind = "array"
+
+    def __init__(self, images: np.ndarray, name: str = "array"):
+        if images.ndim not in (3, 4):
+            raise PixelforgeError(
+                f"{name}: expected images shaped (N, H, W) or (N, H, W, C), got shape {images.shape}"
+            )
+        self.images = images
+        self.name = name
+
+    def read(self, location: str) -> np.ndarray:
+        return self.images[int(location)]
+
+    def describe(self, location: str) -> str:
+        return f"{self.name}[{location}]"
+
+    def __repr__(self) -> str:
+        return f"ArrayStorage({self.name!r}, shape={self.images.shape})"
