@@ -1,0 +1,108 @@
+"""k-nearest neighbours on raw pixels: the non-gradient baseline.
+
+``fit_arrays`` stores the training images (flattened) and labels in buffers, so a saved model's
+safetensors file holds them and loading needs no code. ``forward`` returns log vote shares, so the
+softmax that turns logits into probabilities everywhere else gives back exactly the vote shares.
+Distances are computed in chunks of training rows, keeping a running top-k, so memory stays bounded by
+``batch x chunk`` whatever the training set size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from pixelforge.errors import PixelforgeError
+from pixelforge.models.base import positive_int
+from pixelforge.models.registry import register
+
+WEIGHTINGS = ("uniform", "distance")
+
+
+class KNearestNeighbors(nn.Module):
+    trainable_by_gradient = False
+    outputs = "log_probs"
+
+    def __init__(self, input_shape, num_classes: int, k: int, weights: str, chunk: int):
+        super().__init__()
+        self.features = math.prod(input_shape)
+        self.num_classes = num_classes
+        self.k, self.weights, self.chunk = k, weights, chunk
+        self.register_buffer("train_x", torch.zeros(0, self.features))
+        self.register_buffer("train_sq", torch.zeros(0))
+        self.register_buffer("train_y", torch.zeros(0, dtype=torch.int64))
+        self.config: dict = {}
+        self.default_optimizer = None
+        self.default_optimizer_options: dict = {}
+
+    def regularization_loss(self) -> torch.Tensor:
+        return torch.zeros((), device=self.train_x.device)
+
+    @torch.no_grad()
+    def fit_arrays(self, x: torch.Tensor, y: torch.Tensor) -> KNearestNeighbors:
+        """Memorize ``x`` (N, C, H, W float) and ``y`` (N int labels); replaces any earlier fit."""
+        x = torch.as_tensor(x, dtype=torch.float32).reshape(len(x), -1)
+        y = torch.as_tensor(y, dtype=torch.int64).reshape(-1)
+        if x.shape[1] != self.features:
+            raise PixelforgeError(f"knn was built for {self.features} values per image; got {x.shape[1]}")
+        if len(x) != len(y) or len(x) == 0:
+            raise PixelforgeError(f"knn needs as many labels as images (at least one); got {len(x)} and {len(y)}")
+        if y.min() < 0 or y.max() >= self.num_classes:
+            raise PixelforgeError(f"knn labels must be in 0..{self.num_classes - 1}")
+        self.train_x = x.contiguous().clone()
+        self.train_sq = self.train_x.square().sum(1)
+        self.train_y = y.clone()
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The stored training set decides the buffer sizes: resize before the strict shape check.
+        for name in ("train_x", "train_sq", "train_y"):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def neighbors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(squared distances, training indices) of the k nearest training rows, nearest first."""
+        if len(self.train_y) == 0:
+            raise PixelforgeError("knn has no training data yet: call fit_arrays (train it) first")
+        q = x.reshape(len(x), -1).float()
+        q_sq = q.square().sum(1, keepdim=True)
+        k = min(self.k, len(self.train_y))
+        best_d = torch.full((len(q), 0), math.inf, device=q.device)
+        best_i = torch.zeros((len(q), 0), dtype=torch.int64, device=q.device)
+        for start in range(0, len(self.train_y), self.chunk):
+            rows = self.train_x[start:start + self.chunk]
+            d = (q_sq - 2 * q @ rows.T + self.train_sq[start:start + self.chunk]).clamp_min_(0)
+            d = torch.cat([best_d, d], 1)
+            idx = torch.cat([best_i, torch.arange(start, start + len(rows), device=q.device).expand(len(q), -1)], 1)
+            best_d, pos = d.topk(min(k, d.shape[1]), dim=1, largest=False, sorted=True)
+            best_i = idx.gather(1, pos)
+        return best_d, best_i
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities: the (optionally distance-weighted) share of the k neighbours' votes."""
+        dist, idx = self.neighbors(x)
+        if self.weights == "distance":
+            votes = 1.0 / (dist.sqrt() + 1e-8)
+        else:
+            votes = torch.ones_like(dist)
+        probs = torch.zeros(len(x), self.num_classes, device=dist.device)
+        probs.scatter_add_(1, self.train_y[idx], votes)
+        return probs / probs.sum(1, keepdim=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predict_proba(x).log()
+
+
+@register("knn", "k-nearest neighbours on raw pixels (no gradient training; stores the training set)")
+def build(input_shape, num_classes, *, k=3, weights="uniform", chunk=4096):
+    k, chunk = positive_int(k, "k"), positive_int(chunk, "chunk")
+    if weights not in WEIGHTINGS:
+        raise PixelforgeError(f"knn weights must be one of {', '.join(WEIGHTINGS)}; got {weights!r}")
+    model = KNearestNeighbors(input_shape, num_classes, k, weights, chunk)
+    model.resolved_params = {"k": k, "weights": weights, "chunk": chunk}
+    return model
