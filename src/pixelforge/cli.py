@@ -142,5 +142,120 @@ def info(
         console.print(f"[yellow]note[/] {note}")
 
 
+models_app = typer.Typer(help="The model zoo: list architectures, show a layer table or diagram.",
+                         invoke_without_command=True, no_args_is_help=False)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback()
+@friendly_errors
+def models_list(ctx: typer.Context, as_json: JsonOpt = False):
+    """List the zoo: name, description, default optimizer, parameters."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from pixelforge.models.registry import describe_zoo
+
+    zoo = describe_zoo()
+    if as_json:
+        print_json(zoo)
+        return
+    table = Table(title="pixelforge model zoo (models output logits; softmax in the loss and at predict)")
+    for column in ("model", "description", "optimizer", "parameters (defaults)"):
+        table.add_column(column)
+    for row in zoo:
+        optimizer = row["default_optimizer"] or "none (fit on arrays)"
+        if row["optimizer_options"]:
+            optimizer += " " + ", ".join(f"{k}={v}" for k, v in row["optimizer_options"].items())
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        table.add_row(row["name"], row["description"], optimizer, params)
+    console.print(table)
+
+
+@models_app.command("show")
+@friendly_errors
+def models_show(
+    name: Annotated[str, typer.Argument(help="Model name (see `pixelforge models`).")],
+    input_shape: Annotated[str, typer.Option("--input", help="Image size HEIGHTxWIDTHxCHANNELS.")] = "28x28x1",
+    classes: Annotated[int, typer.Option("--classes", help="Number of classes.")] = 10,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value (repeatable).")] = None,
+    diagram: Annotated[str | None, typer.Option("--diagram", help="Also draw the layers to this PNG.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Layer table (output shapes, parameter counts) of a model for an input size, like Keras' summary."""
+    from pixelforge.models import build_model
+    from pixelforge.models.geometry import parse_input_shape
+    from pixelforge.models.summary import draw_diagram, format_summary, summarize, totals
+
+    shape = parse_input_shape(input_shape)
+    model = build_model(name, shape, classes, **parse_options(param))
+    rows = summarize(model, shape)
+    if diagram:
+        draw_diagram(model, shape, diagram)
+    if as_json:
+        print_json({"config": model.config, "default_optimizer": model.default_optimizer, "layers": rows,
+                    "totals": totals(rows), "diagram": diagram})
+        return
+    console.print(format_summary(rows, name), highlight=False, markup=False)
+    if diagram:
+        console.print(f"diagram written to {diagram}")
+
+
+@app.command()
+@friendly_errors
+def convert(
+    source: Annotated[str, typer.Argument(help="Folder, CSV, JSON, HDF5, NPZ, archive or http(s) URL.")],
+    output: Annotated[str, typer.Argument(help="The HDF5 store to write, e.g. store.h5.")],
+    size: Annotated[str | None, typer.Option(help="Resize to N or HEIGHTxWIDTH (default: keep sizes).")] = None,
+    channels: Annotated[int | None, typer.Option(help="Force 1 (grayscale) or 3 (RGB) channels.")] = None,
+    resize: Annotated[str, typer.Option(help="squash, crop (shortest side, centre crop) or pad (letterbox).")] = "squash",
+    interpolation: Annotated[str, typer.Option(help="auto (area shrinking, cubic enlarging) or a method name.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
+    test_size: Annotated[float | None, typer.Option(help="Hold-out fraction (default: 20%/10%/5% by size).")] = None,
+    on_error: Annotated[str, typer.Option(help="skip (count and report) or fail on the first bad image.")] = "skip",
+    compression: Annotated[str, typer.Option(help="gzip (portable, smaller), lzf (faster) or none.")] = "gzip",
+    workers: Annotated[int | None, typer.Option(help="Decoding threads (default: CPU count).")] = None,
+    layout: LayoutOpt = "auto",
+    option: OptionOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Decode, resize and split a dataset into one chunked, compressed HDF5 store (with stats and provenance)."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pixelforge.data.preprocess import Preprocess
+    from pixelforge.data.read import read_dataset
+    from pixelforge.data.store import parse_size, write_store
+
+    if on_error not in ("skip", "fail"):
+        raise PixelforgeError(f"--on-error must be skip or fail, got {on_error!r}")
+    spec = Preprocess(size=parse_size(size), channels=channels, resize=resize, interpolation=interpolation)
+    manifest = read_dataset(source, layout=layout, **parse_options(option))
+    start = time.perf_counter()
+    columns = (TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, disable=as_json, transient=True) as bar:
+        task = bar.add_task("convert", total=len(manifest))
+        summary = write_store(
+            manifest, output, spec, seed=seed, test_size=test_size, on_error=on_error,
+            compression=compression, workers=workers, progress=lambda done, total: bar.update(task, completed=done),
+        )
+    seconds = time.perf_counter() - start
+    if as_json:
+        print_json({**summary.to_dict(), "seconds": round(seconds, 3)})
+        return
+    h, w, c = summary.shape
+    console.print(
+        f"wrote [bold]{output}[/]: {summary.images:,} images {h}x{w}x{c} {summary.dtype}, "
+        f"{len(summary.classes)} classes, splits {summary.counts_by_split}, "
+        f"{summary.bytes / 1e6:.1f} MB in {seconds:.1f} s", highlight=False,
+    )
+    console.print(f"channel mean {[round(v, 4) for v in summary.mean]} std {[round(v, 4) for v in summary.std]} "
+                  "(training split, [0, 1] units)", highlight=False)
+    for skip in summary.skipped[:20]:
+        console.print(f"[yellow]skipped[/] {skip.item}: {skip.reason}", highlight=False)
+    if len(summary.skipped) > 20:
+        console.print(f"[yellow]… and {len(summary.skipped) - 20} more skipped (listed in the store)[/]")
+
+
 if __name__ == "__main__":
     app()

@@ -64,7 +64,9 @@ def iterate_decoded(
                     if on_error == "fail":
                         raise PixelforgeError(error)
                     if skipped is not None:
-                        skipped.append(Skip(manifest.describe(i), error))
+                        name = manifest.describe(i)
+                        reason = error[len(name) + 2 :] if error.startswith(name + ": ") else error
+                        skipped.append(Skip(name, reason))
                     continue
                 if images and img.shape != images[0].shape:
                     message = (
