@@ -1,0 +1,162 @@
+"""Keras-style affine transforms: one matrix per image, applied to a whole batch at once.
+
+``keras_matrices`` builds the same output→input matrix as Keras' ``apply_affine_transform``
+(rotation about the centre, shift tx/ty in pixels, shear in degrees, zoom zx/zy where > 1 zooms
+out), in (row, col) coordinates. ``warp`` applies the matrices with one of two engines:
+
+- ``warp_batched``: numpy index maps for the whole batch (small images: one pass, no Python loop),
+  with scipy.ndimage's boundary rules, i.e. exactly what Keras computes;
+- ``warp_opencv``: ``cv2.warpAffine`` per image (large photos, where the per-call cost vanishes),
+  with borderMode mapped from fill_mode (constant/wrap differ from scipy only along the edges).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FILL_MODES = ("constant", "nearest", "reflect", "wrap")
+CV2_BORDERS = {
+    "constant": cv2.BORDER_CONSTANT,
+    "nearest": cv2.BORDER_REPLICATE,
+    "reflect": cv2.BORDER_REFLECT,
+    "wrap": cv2.BORDER_WRAP,
+}
+# Above this many pixels per image the per-image OpenCV engine is faster than batched index maps
+# (measured by bench/augment.py on 2 cores: see bench/results/augment.md).
+BATCHED_MAX_PIXELS = 48 * 48
+
+
+def keras_matrices(theta, tx, ty, shear, zx, zy, height: int, width: int) -> np.ndarray:
+    """(N, 2, 3) output→input matrices in (row, col) order, as Keras' ``apply_affine_transform``.
+
+    Arguments are arrays of N values (or scalars): theta and shear in degrees, tx/ty in pixels.
+    Keras builds rotation·shift·shear·zoom around the centre in its own (x, y) order and then
+    swaps the axes to index numpy arrays; the swap is folded in here, so the result is identical.
+    """
+    theta, tx, ty, shear, zx, zy = np.broadcast_arrays(
+        *(np.asarray(v, dtype=np.float64) for v in (theta, tx, ty, shear, zx, zy))
+    )
+    t, sh = np.deg2rad(theta), np.deg2rad(shear)
+    cos, sin = np.cos(t), np.sin(t)
+    # linear part L = R @ Shear @ Zoom, translation = R @ (tx, ty), in Keras' (x, y) order
+    l00 = cos * zx
+    l01 = (-cos * np.sin(sh) - sin * np.cos(sh)) * zy
+    l10 = sin * zx
+    l11 = (-sin * np.sin(sh) + cos * np.cos(sh)) * zy
+    t0 = cos * tx - sin * ty
+    t1 = sin * tx + cos * ty
+    # about the centre: offset(o) @ M @ offset(-o), Keras uses o = (h/2 - 0.5, w/2 - 0.5)
+    o0, o1 = height / 2 - 0.5, width / 2 - 0.5
+    c0 = o0 + t0 - (l00 * o0 + l01 * o1)
+    c1 = o1 + t1 - (l10 * o0 + l11 * o1)
+    out = np.empty(theta.shape + (2, 3), dtype=np.float64)
+    # swap x and y (P M P) so that the matrix indexes (row, col)
+    out[..., 0, 0], out[..., 0, 1], out[..., 0, 2] = l11, l10, c1
+    out[..., 1, 0], out[..., 1, 1], out[..., 1, 2] = l01, l00, c0
+    return out
+
+
+def _map_axis(coord: np.ndarray, size: int, fill_mode: str):
+    """Source coordinate along one axis → (low index, high index, weight of high, inside mask)."""
+    inside = None
+    if fill_mode == "wrap" and size > 1:
+        # scipy's "wrap": period size - 1, first and last sample overlap (what Keras produces)
+        period = size - 1
+        coord = np.where(coord < 0, coord + period * (np.floor(-coord / period) + 1), coord)
+        coord = np.where(coord > size - 1, coord - period * np.floor(coord / period), coord)
+    elif fill_mode == "constant":
+        inside = (coord >= -1e-6) & (coord <= size - 1 + 1e-6)
+    low = np.floor(coord)
+    frac = (coord - low).astype(np.float32)
+    low = low.astype(np.int64)
+    high = low + 1
+    if fill_mode == "reflect":
+        low, high = _reflect(low, size), _reflect(high, size)
+    else:
+        np.clip(low, 0, size - 1, out=low)
+        np.clip(high, 0, size - 1, out=high)
+    return low, high, frac, inside
+
+
+def _reflect(index: np.ndarray, size: int) -> np.ndarray:
+    """Half-sample symmetric extension (d c b a | a b c d | d c b a), like cv2.BORDER_REFLECT."""
+    index = np.mod(index, 2 * size)
+    return np.where(index >= size, 2 * size - 1 - index, index)
+
+
+def warp_batched(batch: np.ndarray, matrices: np.ndarray, fill_mode="nearest", cval=0.0, order=1) -> np.ndarray:
+    """Apply (N, 2, 3) output→input (row, col) matrices to an NHWC batch with numpy index maps."""
+    n, h, w, c = batch.shape
+    rows = np.arange(h, dtype=np.float32)[None, :, None]
+    cols = np.arange(w, dtype=np.float32)[None, None, :]
+    m = matrices.astype(np.float32)[:, :, :, None, None]
+    src_r = m[:, 0, 0] * rows + m[:, 0, 1] * cols + m[:, 0, 2]
+    src_c = m[:, 1, 0] * rows + m[:, 1, 1] * cols + m[:, 1, 2]
+    if order == 0:
+        src_r, src_c = np.floor(src_r + 0.5), np.floor(src_c + 0.5)
+    r0, r1, fr, in_r = _map_axis(src_r, h, fill_mode)
+    c0, c1, fc, in_c = _map_axis(src_c, w, fill_mode)
+    flat = batch.reshape(n * h * w, c)
+    base = (np.arange(n, dtype=np.int64) * (h * w))[:, None, None]
+    r0 *= w
+    r1 *= w
+    r0 += base
+    r1 += base
+    v00 = flat[r0 + c0].astype(np.float32, copy=False)
+    v01 = flat[r0 + c1].astype(np.float32, copy=False)
+    v10 = flat[r1 + c0].astype(np.float32, copy=False)
+    v11 = flat[r1 + c1].astype(np.float32, copy=False)
+    fr, fc = fr[..., None], fc[..., None]
+    top = v00 + (v01 - v00) * fc
+    bottom = v10 + (v11 - v10) * fc
+    out = top + (bottom - top) * fr
+    if fill_mode == "constant":
+        out[~(in_r & in_c)] = cval
+    return _cast_like(out, batch.dtype)
+
+
+def _cast_like(values: np.ndarray, dtype) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype, copy=False)
+
+
+def warp_opencv(batch: np.ndarray, matrices: np.ndarray, fill_mode="nearest", cval=0.0, order=1) -> np.ndarray:
+    """Apply the matrices image by image with cv2.warpAffine (fast for large photos)."""
+    n, h, w, c = batch.shape
+    flags = (cv2.INTER_LINEAR if order else cv2.INTER_NEAREST) | cv2.WARP_INVERSE_MAP
+    border = CV2_BORDERS[fill_mode]
+    out = np.empty_like(batch)
+    src = batch if batch.dtype != np.float16 else batch.astype(np.float32)
+    for i in range(n):
+        a = matrices[i]
+        # (row, col) → OpenCV's (x, y) = (col, row)
+        cv_m = np.array([[a[1, 1], a[1, 0], a[1, 2]], [a[0, 1], a[0, 0], a[0, 2]]], dtype=np.float64)
+        img = cv2.warpAffine(src[i], cv_m, (w, h), flags=flags, borderMode=border, borderValue=(cval,) * 4)
+        out[i] = img.reshape(h, w, c)
+    return out
+
+
+def warp(batch: np.ndarray, matrices: np.ndarray, fill_mode="nearest", cval=0.0, order=1, engine="auto") -> np.ndarray:
+    """Warp an NHWC batch; ``engine`` is "batched", "opencv" or "auto" (by image size)."""
+    if engine == "auto":
+        engine = "batched" if batch.shape[1] * batch.shape[2] <= BATCHED_MAX_PIXELS else "opencv"
+    if engine == "batched":
+        return warp_batched(batch, matrices, fill_mode, cval, order)
+    if engine == "opencv":
+        return warp_opencv(batch, matrices, fill_mode, cval, order)
+    raise ValueError(f"engine must be 'auto', 'batched' or 'opencv', got {engine!r}")
+
+
+def apply_affine_transform(x: np.ndarray, theta=0, tx=0, ty=0, shear=0, zx=1, zy=1,
+                           fill_mode="nearest", cval=0.0, order=1, engine="batched") -> np.ndarray:
+    """One HWC image, with the arguments of Keras' function of the same name (channels last)."""
+    if fill_mode not in FILL_MODES:
+        raise ValueError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
+    img = x[:, :, None] if x.ndim == 2 else x
+    m = keras_matrices([theta], [tx], [ty], [shear], [zx], [zy], img.shape[0], img.shape[1])
+    out = warp(img[None], m, fill_mode, cval, order, engine)[0]
+    return out[:, :, 0] if x.ndim == 2 else out
