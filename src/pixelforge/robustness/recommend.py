@@ -1,0 +1,191 @@
+"""Recommendations: for each corruption that costs more than ``threshold`` accuracy, the augmentation
+(in the ``--augment`` spec vocabulary of :class:`pixelforge.augment.Pipeline`) or the data that
+addresses it, and the ``pixelforge train`` command that applies them.
+
+The parameter of an augmentation is read off the suite's results: the largest failing level up to a
+moderate severity (``cover``), with a margin, so that training covers what the model failed on
+without distorting every image beyond recognition.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+
+# corruption → (augmentation keys with how to derive each value from the failing level, data advice)
+# Values: ("margin", m, lo, hi) = level x m rounded up to 0.05 and clipped to [lo, hi];
+#         ("abs1", lo, hi) = |1 - level|, the distance of a scale from 1, rounded up to 0.05;
+#         ("scale", m, lo, hi) = level x m rounded up to a whole number; ("const", value).
+RULES: dict[str, tuple[list[tuple[str, tuple]], str]] = {
+    "invert": ([("invert", ("const", 0.1))],
+               "add ~10% inverted images (light background, dark strokes) to the training set"),
+    "roll": ([("width_shift_range", ("margin", 1.25, 0.1, 0.3))],
+             "add images whose object is off-centre (cropped or framed differently)"),
+    "shift": ([("width_shift_range", ("margin", 1.25, 0.1, 0.3)),
+               ("height_shift_range", ("margin", 1.25, 0.1, 0.3))],
+              "add images whose object is off-centre (cropped or framed differently)"),
+    "rotation": ([("rotation_range", ("scale", 1.25, 5, 45))],
+                 "add images taken at an angle (tilted camera or object)"),
+    "zoom_in": ([("zoom_range", ("abs1", 0.1, 0.4))], "add close-ups (object filling the frame)"),
+    "zoom_out": ([("zoom_range", ("abs1", 0.1, 0.4))], "add images with the object smaller in the frame"),
+    "brightness": ([("brightness_range", ("margin", 1.0, 0.1, 0.5))],
+                   "add images under brighter and darker lighting"),
+    "contrast": ([("contrast_range", ("abs1", 0.1, 0.8))], "add low-contrast (washed-out, hazy) images"),
+    "gamma": ([("brightness_range", ("const", 0.3)), ("contrast_range", ("const", 0.3))],
+              "add under- and over-exposed images"),
+    "blur": ([("blur", ("margin", 1.0, 0.5, 2.0))], "add out-of-focus or low-resolution images"),
+    "noise": ([("noise", ("margin", 1.0, 0.02, 0.2))], "add noisy (low-light, high-ISO) images"),
+    "jpeg": ([("jpeg_quality", ("jpeg", 10, 90))], "add images saved as low-quality JPEG (web, chat apps)"),
+    "thicken": ([("stroke_width", ("const", 0.5))],
+                "add images drawn with thicker pens or strokes (or dilated copies of the training images)"),
+    "thin": ([("stroke_width", ("const", 0.5))],
+             "add images drawn with thinner pens or strokes (or eroded copies of the training images)"),
+    "background_gray": ([], "add images on grey and light backgrounds (composite the foreground onto new backgrounds)"),
+    "background_color": ([], "add images on backgrounds of other colours (composite the foreground onto new backgrounds)"),
+    "background_texture": ([], "add images on textured backgrounds (paper, fabric, clutter)"),
+    "grayscale": ([], "add greyscale copies of ~10% of the training images"),
+    "hue_shift": ([("channel_shift_range", ("const", 50))], "add images in other colourways and lighting colours"),
+}
+
+
+def _round_up(value: float, step: float = 0.05) -> float:
+    return round(math.ceil(value / step - 1e-9) * step, 4)
+
+
+def _value(rule: tuple, level: float):
+    kind = rule[0]
+    if kind == "const":
+        return rule[1]
+    if kind == "margin":
+        _, m, lo, hi = rule
+        return min(max(_round_up(level * m), lo), hi)
+    if kind == "abs1":
+        _, lo, hi = rule
+        return min(max(_round_up(abs(1.0 - level)), lo), hi)
+    if kind == "scale":
+        _, m, lo, hi = rule
+        return int(min(max(math.ceil(level * m), lo), hi))
+    if kind == "jpeg":
+        _, lo, hi = rule
+        return int(min(max(level, lo), hi))
+    raise ValueError(f"unknown rule {rule!r}")
+
+
+def supported_augmentations() -> set[str] | None:
+    """The keys the augmentation Pipeline accepts, or None when it cannot tell (then all are kept)."""
+    try:
+        from pixelforge.augment import Pipeline
+    except ImportError:
+        return None
+    for attr in ("KEYS", "SPEC_KEYS", "OPTIONS", "TRANSFORMS"):
+        keys = getattr(Pipeline, attr, None)
+        if keys:
+            return set(keys)
+    return None
+
+
+def _accepted(key: str, value, supported: set[str] | None) -> bool:
+    if supported is not None:
+        return key in supported
+    try:
+        from pixelforge.augment import Pipeline
+    except ImportError:
+        return True
+    try:
+        Pipeline.from_spec({key: value})
+    except Exception:  # the Pipeline says no: fall back to the data advice
+        return False
+    return True
+
+
+def _failing_level(entry: dict, threshold: float, cover: int):
+    failing = sorted(int(s) for s, v in entry["severities"].items() if v["drop"] > threshold)
+    if not failing:
+        return None, None
+    within = [s for s in failing if s <= cover]
+    severity = max(within) if within else min(failing)
+    return severity, entry["severities"][str(severity)]["level"]
+
+
+def recommend(report: dict, threshold: float = 0.05, cover: int = 3) -> list[dict]:
+    """One recommendation per corruption whose accuracy drop exceeds ``threshold`` at some severity,
+    worst first: the augmentation settings (merged into one spec) and data advice."""
+    supported = supported_augmentations()
+    out = []
+    for name, entry in report.get("corruptions", {}).items():
+        severity, level = _failing_level(entry, threshold, cover)
+        if severity is None:
+            continue
+        rules, advice = RULES.get(name, ([], "add training images that look like this corruption"))
+        augment = {}
+        for key, rule in rules:
+            value = _value(rule, level)
+            if _accepted(key, value, supported):
+                augment[key] = value
+        out.append({
+            "corruption": name,
+            "severity": severity,
+            "level": level,
+            "drop": round(entry["severities"][str(severity)]["drop"], 4),
+            "max_drop": round(entry["max_drop"], 4),
+            "augment": augment,
+            "data": advice,
+        })
+    out.sort(key=lambda r: -r["max_drop"])
+    return out
+
+
+def format_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ":".join(format_value(v) for v in value)
+    return str(value)
+
+
+def merged_augment(recommendations: list[dict], base: dict | None = None) -> dict:
+    """One augmentation dict from all recommendations: the larger value where two ask for one key."""
+    merged = dict(base or {})
+    for rec in recommendations:
+        for key, value in rec["augment"].items():
+            old = merged.get(key)
+            merged[key] = value if old is None or not isinstance(value, int | float) else max(old, value)
+    return merged
+
+
+def augment_spec(augment: dict) -> str:
+    """The ``--augment`` string form: ``key=value,key=value`` in a stable order."""
+    return ",".join(f"{k}={format_value(v)}" for k, v in sorted(augment.items()))
+
+
+def train_command(source: str, model: str | None, out: str, augment: dict,
+                  options: dict | None = None) -> str:
+    """The exact ``pixelforge train`` command that retrains with the recommended augmentation.
+
+    ``options``: other train options to repeat from the original run (e.g. {"epochs": 10}).
+    """
+    parts = ["pixelforge", "train", source]
+    if model:
+        parts += ["--model", model]
+    for key, value in (options or {}).items():
+        if value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts += [flag] if value is True else [flag, format_value(value)]
+    parts += ["--out", out]
+    if augment:
+        parts += ["--augment", augment_spec(augment)]
+    return shlex.join(parts)
+
+
+def summarize(recommendations: list[dict]) -> list[str]:
+    """One human line per recommendation."""
+    lines = []
+    for rec in recommendations:
+        what = augment_spec(rec["augment"]) if rec["augment"] else "(no augmentation for this)"
+        lines.append(
+            f"{rec['corruption']}: accuracy drops {rec['max_drop']:.1%} at worst; augment {what}; data: {rec['data']}"
+        )
+    return lines
