@@ -39,3 +39,18 @@ def require_size(name: str, input_shape, ops: list[tuple[int, int, int]]) -> tup
             " (resize the data, e.g. --size, or pick a model for small images such as dnn or shallownet)"
         )
     return out_h, out_w
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    """``"28x28x1"`` (height x width x channels, as images are described) or ``"28x28"`` → (C, H, W)."""
+    parts = str(text).lower().replace("*", "x").replace(",", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 2:
+        values.append(1)
+    if len(values) != 3 or min(values) < 1:
+        raise PixelforgeError(f"--input expects HEIGHTxWIDTHxCHANNELS like 28x28x1 or 32x32x3; got {text!r}")
+    height, width, channels = values
+    return channels, height, width

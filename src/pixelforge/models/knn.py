@@ -68,16 +68,17 @@ class KNearestNeighbors(nn.Module):
         """(squared distances, training indices) of the k nearest training rows, nearest first."""
         if len(self.train_y) == 0:
             raise PixelforgeError("knn has no training data yet: call fit_arrays (train it) first")
-        q = x.reshape(len(x), -1).float()
+        # Shapes come from tensors, not Python ints, so an ONNX trace keeps the batch axis dynamic.
+        q = x.flatten(1).float()
         q_sq = q.square().sum(1, keepdim=True)
         k = min(self.k, len(self.train_y))
-        best_d = torch.full((len(q), 0), math.inf, device=q.device)
-        best_i = torch.zeros((len(q), 0), dtype=torch.int64, device=q.device)
+        best_d = best_i = None
         for start in range(0, len(self.train_y), self.chunk):
             rows = self.train_x[start:start + self.chunk]
-            d = (q_sq - 2 * q @ rows.T + self.train_sq[start:start + self.chunk]).clamp_min_(0)
-            d = torch.cat([best_d, d], 1)
-            idx = torch.cat([best_i, torch.arange(start, start + len(rows), device=q.device).expand(len(q), -1)], 1)
+            d = (q_sq - 2 * q @ rows.T + self.train_sq[start:start + self.chunk]).clamp_min(0)
+            idx = torch.arange(start, start + len(rows), device=q.device).expand_as(d)
+            if best_d is not None:
+                d, idx = torch.cat([best_d, d], 1), torch.cat([best_i, idx], 1)
             best_d, pos = d.topk(min(k, d.shape[1]), dim=1, largest=False, sorted=True)
             best_i = idx.gather(1, pos)
         return best_d, best_i
@@ -90,8 +91,8 @@ class KNearestNeighbors(nn.Module):
             votes = 1.0 / (dist.sqrt() + 1e-8)
         else:
             votes = torch.ones_like(dist)
-        probs = torch.zeros(len(x), self.num_classes, device=dist.device)
-        probs.scatter_add_(1, self.train_y[idx], votes)
+        classes = torch.arange(self.num_classes, device=dist.device)
+        probs = ((self.train_y[idx].unsqueeze(-1) == classes).to(votes.dtype) * votes.unsqueeze(-1)).sum(1)
         return probs / probs.sum(1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -121,3 +121,13 @@ def _jsonable(value):
     if isinstance(value, tuple):
         return list(value)
     return value
+
+
+def describe_zoo() -> list[dict]:
+    """The zoo as JSON-able rows: name, description, default optimizer (+ options), parameters."""
+    return [
+        {"name": s.name, "description": s.description, "default_optimizer": s.default_optimizer,
+         "optimizer_options": s.optimizer_options, "params": s.params,
+         "trainable_by_gradient": s.default_optimizer is not None}
+        for s in list_models()
+    ]
