@@ -1,1 +1,3 @@
-"""Imports the modules that register ops beyond the Keras vocabulary (kept lazy-free and explicit)."""
+"""Imports the modules that register ops beyond the Keras vocabulary."""
+
+from pixelforge.augment import geometric, morphology, photometric  # noqa: F401

@@ -1,0 +1,54 @@
+"""Stroke thickness for line drawings (digits, sketches): dilation thickens bright strokes on a
+dark background (MNIST-style), erosion thins them. For dark ink on white paper the roles swap."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pixelforge.augment.base import Op, chosen, register
+from pixelforge.augment.spec import SpecError, number, probability
+
+
+class _Morphology(Op):
+    main = "p"
+    defaults = {"p": 0.5, "size": [2, 3]}
+    operation = staticmethod(cv2.dilate)
+
+    def setup(self, p, size):
+        self.p = probability(f"{self.name} p", p)
+        sizes = size if isinstance(size, list | tuple) else [size]
+        if not sizes:
+            raise SpecError(f"{self.name} size must list kernel sizes (pixels)")
+        self.sizes = [number(f"{self.name} size", s, low=1, high=15, integer=True) for s in sizes]
+
+    @property
+    def is_identity(self) -> bool:
+        return not self.p or set(self.sizes) == {1}
+
+    def __call__(self, x, rng, lo, hi):
+        idx = chosen(rng, len(x), self.p)
+        if self.is_identity or not len(idx):
+            return x
+        sizes = rng.choice(np.asarray(self.sizes), len(idx))
+        out = x.copy()
+        for i, k in zip(idx, sizes, strict=True):
+            kernel = np.ones((int(k), int(k)), np.uint8)
+            out[i] = self.operation(x[i], kernel, borderType=cv2.BORDER_REPLICATE).reshape(x.shape[1:])
+        return out
+
+
+@register
+class Dilate(_Morphology):
+    """Thicken bright strokes: max over a size×size window (size chosen per image)."""
+
+    name = "dilate"
+    operation = staticmethod(cv2.dilate)
+
+
+@register
+class Erode(_Morphology):
+    """Thin bright strokes: min over a size×size window (size chosen per image)."""
+
+    name = "erode"
+    operation = staticmethod(cv2.erode)
