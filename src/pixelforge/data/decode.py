@@ -105,8 +105,10 @@ def _decode_pillow(data: bytes, name: str, max_pixels, background, draft_size) -
             img = Image.open(io.BytesIO(data))
             _check_size(img.width, img.height, max_pixels, name)
             if draft_size is not None and img.format == "JPEG":
-                # Decode at 1/2, 1/4 or 1/8 scale when that still covers the target size.
-                img.draft(img.mode if img.mode in ("L", "RGB") else "RGB", (draft_size[1], draft_size[0]))
+                # Decode at 1/2, 1/4 or 1/8 scale when that still covers the target size. A square
+                # request of the longest side stays large enough if EXIF turns the photo by 90 degrees.
+                side = max(draft_size)
+                img.draft(img.mode if img.mode in ("L", "RGB") else "RGB", (side, side))
             img.load()
             orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if img.format in ("JPEG", "TIFF", "PNG", "WEBP") else 1
             if orientation and orientation != 1:
