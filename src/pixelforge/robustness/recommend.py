@@ -12,10 +12,14 @@ from __future__ import annotations
 import math
 import shlex
 
-# corruption → (augmentation keys with how to derive each value from the failing level, data advice)
+# corruption → (augmentation keys with how to derive each value from the failing level, data advice).
+# Keys are the augmentation Pipeline's spec keys ("op.param" sets a secondary parameter of an op).
 # Values: ("margin", m, lo, hi) = level x m rounded up to 0.05 and clipped to [lo, hi];
 #         ("abs1", lo, hi) = |1 - level|, the distance of a scale from 1, rounded up to 0.05;
-#         ("scale", m, lo, hi) = level x m rounded up to a whole number; ("const", value).
+#         ("scale", m, lo, hi) = level x m rounded up to a whole number;
+#         ("pair", m, lo, hi) = [1 - b, 1 + b] with b from "margin" (Keras' brightness_range);
+#         ("levels", lo, hi) = level x 255 (a fraction of the range → 0-255 levels), whole;
+#         ("quality", hi) = [level, hi] (JPEG qualities); ("const", value).
 RULES: dict[str, tuple[list[tuple[str, tuple]], str]] = {
     "invert": ([("invert", ("const", 0.1))],
                "add ~10% inverted images (light background, dark strokes) to the training set"),
@@ -28,23 +32,23 @@ RULES: dict[str, tuple[list[tuple[str, tuple]], str]] = {
                  "add images taken at an angle (tilted camera or object)"),
     "zoom_in": ([("zoom_range", ("abs1", 0.1, 0.4))], "add close-ups (object filling the frame)"),
     "zoom_out": ([("zoom_range", ("abs1", 0.1, 0.4))], "add images with the object smaller in the frame"),
-    "brightness": ([("brightness_range", ("margin", 1.0, 0.1, 0.5))],
+    "brightness": ([("scale_shift.brightness_shift", ("levels", 10, 128)), ("scale_shift", ("const", 0.1))],
                    "add images under brighter and darker lighting"),
-    "contrast": ([("contrast_range", ("abs1", 0.1, 0.8))], "add low-contrast (washed-out, hazy) images"),
-    "gamma": ([("brightness_range", ("const", 0.3)), ("contrast_range", ("const", 0.3))],
+    "contrast": ([("scale_shift", ("abs1", 0.1, 0.8))], "add low-contrast (washed-out, hazy) images"),
+    "gamma": ([("brightness_range", ("const", [0.7, 1.3])), ("scale_shift", ("const", 0.3))],
               "add under- and over-exposed images"),
-    "blur": ([("blur", ("margin", 1.0, 0.5, 2.0))], "add out-of-focus or low-resolution images"),
-    "noise": ([("noise", ("margin", 1.0, 0.02, 0.2))], "add noisy (low-light, high-ISO) images"),
-    "jpeg": ([("jpeg_quality", ("jpeg", 10, 90))], "add images saved as low-quality JPEG (web, chat apps)"),
-    "thicken": ([("stroke_width", ("const", 0.5))],
+    "blur": ([("blur", ("margin", 1.0, 0.5, 3.0))], "add out-of-focus or low-resolution images"),
+    "noise": ([("noise", ("levels", 5, 64))], "add noisy (low-light, high-ISO) images"),
+    "jpeg": ([("jpeg", ("quality", 95))], "add images saved as low-quality JPEG (web, chat apps)"),
+    "thicken": ([("dilate", ("const", 0.3))],
                 "add images drawn with thicker pens or strokes (or dilated copies of the training images)"),
-    "thin": ([("stroke_width", ("const", 0.5))],
+    "thin": ([("erode", ("const", 0.3))],
              "add images drawn with thinner pens or strokes (or eroded copies of the training images)"),
     "background_gray": ([], "add images on grey and light backgrounds (composite the foreground onto new backgrounds)"),
     "background_color": ([], "add images on backgrounds of other colours (composite the foreground onto new backgrounds)"),
     "background_texture": ([], "add images on textured backgrounds (paper, fabric, clutter)"),
-    "grayscale": ([], "add greyscale copies of ~10% of the training images"),
-    "hue_shift": ([("channel_shift_range", ("const", 50))], "add images in other colourways and lighting colours"),
+    "grayscale": ([("grayscale", ("const", 0.1))], "add greyscale copies of ~10% of the training images"),
+    "hue_shift": ([("color", ("const", 0.2))], "add images in other colourways and lighting colours"),
 }
 
 
@@ -59,15 +63,20 @@ def _value(rule: tuple, level: float):
     if kind == "margin":
         _, m, lo, hi = rule
         return min(max(_round_up(level * m), lo), hi)
+    if kind == "pair":
+        b = _value(("margin", *rule[1:]), level)
+        return [round(1.0 - b, 4), round(1.0 + b, 4)]
     if kind == "abs1":
         _, lo, hi = rule
         return min(max(_round_up(abs(1.0 - level)), lo), hi)
     if kind == "scale":
         _, m, lo, hi = rule
         return int(min(max(math.ceil(level * m), lo), hi))
-    if kind == "jpeg":
+    if kind == "levels":
         _, lo, hi = rule
-        return int(min(max(level, lo), hi))
+        return int(min(max(math.ceil(level * 255), lo), hi))
+    if kind == "quality":
+        return [int(level), rule[1]]
     raise ValueError(f"unknown rule {rule!r}")
 
 
@@ -77,16 +86,16 @@ def supported_augmentations() -> set[str] | None:
         from pixelforge.augment import Pipeline
     except ImportError:
         return None
-    for attr in ("KEYS", "SPEC_KEYS", "OPTIONS", "TRANSFORMS"):
-        keys = getattr(Pipeline, attr, None)
-        if keys:
-            return set(keys)
-    return None
+    from pixelforge.augment import pipeline
+
+    known = getattr(pipeline, "known_keys", None)
+    return set(known()) if known else None
 
 
 def _accepted(key: str, value, supported: set[str] | None) -> bool:
-    if supported is not None:
-        return key in supported
+    """Whether the augmentation Pipeline takes ``key=value`` (else the data advice stands alone)."""
+    if supported is not None and key.split(".")[0] not in supported:
+        return False
     try:
         from pixelforge.augment import Pipeline
     except ImportError:
@@ -141,7 +150,7 @@ def format_value(value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, list | tuple):
-        return ":".join(format_value(v) for v in value)
+        return "[" + ",".join(format_value(v) for v in value) + "]"
     return str(value)
 
 
