@@ -83,10 +83,9 @@ def _value(rule: tuple, level: float):
 def supported_augmentations() -> set[str] | None:
     """The keys the augmentation Pipeline accepts, or None when it cannot tell (then all are kept)."""
     try:
-        from pixelforge.augment import Pipeline
+        from pixelforge.augment import pipeline
     except ImportError:
         return None
-    from pixelforge.augment import pipeline
 
     known = getattr(pipeline, "known_keys", None)
     return set(known()) if known else None
