@@ -179,8 +179,14 @@ def _iterate_batches(spec: Preprocess, images, batch_size: int):
     if isinstance(images, Manifest):
         from pixelforge.data.loader import iterate_decoded
 
-        for batch, _labels, _idx in iterate_decoded(images, spec, batch_size=batch_size):
+        skipped: list = []
+        for batch, _labels, _idx in iterate_decoded(images, spec, batch_size=batch_size, skipped=skipped):
             yield batch
+        if skipped:  # statistics from fewer images than asked: say so, never silently
+            import warnings
+
+            first = f"{skipped[0].item}: {skipped[0].reason}"
+            warnings.warn(f"fit skipped {len(skipped)} undecodable image(s), e.g. {first}", stacklevel=3)
         return
     if isinstance(images, np.ndarray):
         images = [images] if images.ndim == 4 else [images[None]] if images.ndim == 3 and images.shape[-1] in (1, 3) else [images[..., None]]
