@@ -12,10 +12,11 @@ documented.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from pixelforge.augment.affine import FILL_MODES, keras_matrices, warp
-from pixelforge.augment.base import Op, chosen, from_work, register, to_work
+from pixelforge.augment.base import LEVELS, Op, apply_luts, from_work, register, to_work
 from pixelforge.augment.spec import SpecError, interval, number
 
 ENGINES = ("auto", "batched", "opencv")
@@ -106,11 +107,36 @@ class KerasAffine(Op):
         # Keras' apply_affine_transform shifts columns by tx and rows by ty
         return keras_matrices(theta, col, row, shear, zx, zy, height, width)
 
-    def __call__(self, x, rng, lo, hi):
-        if self.is_identity or not len(x):
+    def __call__(self, x, rng, lo, hi, flip_before: Flip | None = None, flip_after: Flip | None = None):
+        """Warp the batch. A Flip op right before or after is folded into the same warp: same
+        random draws in the same order, same pixels, one pass instead of two."""
+        n, h, w = x.shape[:3]
+        if self.is_identity or not n:
+            for flip in (flip_before, flip_after):
+                x = flip(x, rng, lo, hi) if flip is not None else x
             return x
-        matrices = self.draw(rng, len(x), x.shape[1], x.shape[2])
+        before = flip_before.draw(rng, n) if flip_before is not None else None
+        matrices = self.draw(rng, n, h, w)
+        if before is not None:
+            matrices = mirror(matrices, *before, h, w, side="input")
+        if flip_after is not None:
+            matrices = mirror(matrices, *flip_after.draw(rng, n), h, w, side="output")
         return warp(x, matrices, self.fill_mode, self.cval, self.order, self.engine)
+
+
+def mirror(matrices: np.ndarray, horizontal, vertical, height: int, width: int, side: str) -> np.ndarray:
+    """Compose mirroring (col → width-1-col, row → height-1-row) into output→input matrices, on the
+    output side (flip after the warp) or the input side (flip before it)."""
+    m = matrices.copy()
+    for axis, mask, size in ((1, horizontal, width), (0, vertical, height)):
+        flip = np.asarray(mask, dtype=bool)
+        if side == "output":  # input = A·(out with out[axis] → size-1-out[axis]) + b
+            m[flip, :, 2] += m[flip, :, axis] * (size - 1)
+            m[flip, :, axis] *= -1
+        else:  # input = mirror(A·out + b): row `axis` of the matrix negated and offset by size-1
+            m[flip, axis, :] *= -1
+            m[flip, axis, 2] += size - 1
+    return m
 
 
 @register
@@ -129,17 +155,22 @@ class Flip(Op):
     def is_identity(self) -> bool:
         return not (self.params["horizontal_flip"] or self.params["vertical_flip"])
 
+    def draw(self, rng, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Boolean masks (horizontal, vertical): which images flip."""
+        none = np.zeros(n, dtype=bool)
+        horizontal = rng.random(n) < 0.5 if self.params["horizontal_flip"] else none
+        vertical = rng.random(n) < 0.5 if self.params["vertical_flip"] else none
+        return horizontal, vertical
+
     def __call__(self, x, rng, lo, hi):
         if self.is_identity:
             return x
-        x = x.copy()
-        if self.params["horizontal_flip"]:
-            idx = chosen(rng, len(x), 0.5)
-            x[idx] = x[idx, :, ::-1]
-        if self.params["vertical_flip"]:
-            idx = chosen(rng, len(x), 0.5)
-            x[idx] = x[idx, ::-1]
-        return x
+        horizontal, vertical = self.draw(rng, len(x))
+        out = x.copy()
+        codes = np.where(horizontal & vertical, -1, np.where(horizontal, 1, 0))  # cv2.flip codes
+        for i in np.flatnonzero(horizontal | vertical):
+            out[i] = cv2.flip(x[i], int(codes[i])).reshape(x.shape[1:])
+        return out
 
 
 @register
@@ -161,10 +192,11 @@ class ChannelShift(Op):
         if self.is_identity:
             return x
         shift = rng.uniform(-self.range, self.range, len(x)).astype(np.float32)[:, None, None, None]
-        work = to_work(x)
-        low = work.min(axis=(1, 2, 3), keepdims=True)
-        high = work.max(axis=(1, 2, 3), keepdims=True)
-        return from_work(np.clip(work + shift, low, high), x.dtype, lo, hi)
+        low = x.min(axis=(1, 2, 3), keepdims=True).astype(np.float32)
+        high = x.max(axis=(1, 2, 3), keepdims=True).astype(np.float32)
+        if x.dtype == np.uint8:
+            return apply_luts(x, np.clip(LEVELS + shift[:, :, 0, 0], low[:, :, 0, 0], high[:, :, 0, 0]))
+        return from_work(np.clip(to_work(x) + shift, low, high), x.dtype, lo, hi)
 
 
 @register
@@ -191,6 +223,8 @@ class Brightness(Op):
         if self.is_identity:
             return x
         factor = rng.uniform(self.range[0], self.range[1], len(x)).astype(np.float32)
+        if x.dtype == np.uint8:
+            return apply_luts(x, LEVELS * factor[:, None])
         return from_work(to_work(x) * factor[:, None, None, None], x.dtype, lo, hi)
 
 

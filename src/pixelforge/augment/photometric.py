@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pixelforge.augment.base import Op, chosen, from_work, register, to_work
+from pixelforge.augment.base import LEVELS, Op, apply_luts, chosen, from_work, register, to_work
 from pixelforge.augment.spec import SpecError, interval, number, probability
 
 
@@ -56,8 +56,13 @@ class ScaleShift(Op):
 
 
 def apply_scale_shift(x, alpha, beta, lo, hi, take_abs=False):
-    """saturate(alpha·x + beta) with alpha/beta scalars or per-image arrays."""
-    y = to_work(x) * np.float32(alpha) + np.float32(beta) if np.isscalar(alpha) else to_work(x) * alpha + beta
+    """saturate(alpha·x + beta) with alpha/beta scalars or per-image arrays (N, 1, 1, 1)."""
+    alpha = np.broadcast_to(np.asarray(alpha, np.float32).reshape(-1, 1, 1, 1), (len(x), 1, 1, 1))
+    beta = np.broadcast_to(np.asarray(beta, np.float32).reshape(-1, 1, 1, 1), (len(x), 1, 1, 1))
+    if x.dtype == np.uint8:
+        luts = LEVELS * alpha[:, :, 0, 0] + beta[:, :, 0, 0]
+        return apply_luts(x, np.abs(luts) if take_abs else luts)
+    y = to_work(x) * alpha + beta
     if take_abs:
         np.abs(y, out=y)
     return from_work(y, x.dtype, lo, hi)
@@ -81,7 +86,10 @@ class ColorMultiply(Op):
     def __call__(self, x, rng, lo, hi):
         if self.is_identity:
             return x
-        factors = per_image(rng.uniform(*self.range, (len(x), x.shape[3])))
+        factors = rng.uniform(*self.range, (len(x), x.shape[3])).astype(np.float32)
+        if x.dtype == np.uint8:
+            return apply_luts(x, factors[:, :, None] * LEVELS)
+        factors = per_image(factors)
         return from_work(to_work(x) * factors, x.dtype, lo, hi)
 
 

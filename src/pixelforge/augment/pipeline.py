@@ -17,7 +17,7 @@ import numpy as np
 
 from pixelforge.augment import extra_ops  # noqa: F401  (registers the non-Keras ops)
 from pixelforge.augment.base import OPS, Op
-from pixelforge.augment.keras_ops import KERAS_KEYS
+from pixelforge.augment.keras_ops import KERAS_KEYS, Flip, KerasAffine
 from pixelforge.augment.normalize import NORMALIZE_KEYS
 from pixelforge.augment.spec import SpecError, parse_spec
 from pixelforge.errors import PixelforgeError
@@ -180,11 +180,20 @@ class Pipeline:
         if x.dtype.kind not in "uif":
             raise PixelforgeError(f"augmentation expects integer or float pixels, got {x.dtype}")
         lo, hi = self._range_for(x.dtype)
-        normalized = False
-        for op in self.ops:
+        normalized, i = False, 0
+        while i < len(self.ops):
+            op = self.ops[i]
             if op.stage == "normalize":
                 normalized = True
-            x = op(x, rng, *((-np.inf, np.inf) if normalized and op.stage != "normalize" else (lo, hi)))
+            bounds = (-np.inf, np.inf) if normalized and op.stage != "normalize" else (lo, hi)
+            following = self.ops[i + 1] if i + 1 < len(self.ops) else None
+            # a flip next to the affine warp is folded into it: one pass over the pixels, not two
+            if isinstance(op, KerasAffine) and isinstance(following, Flip):
+                x, i = op(x, rng, *bounds, flip_after=following), i + 2
+            elif isinstance(op, Flip) and isinstance(following, KerasAffine):
+                x, i = following(x, rng, *bounds, flip_before=op), i + 2
+            else:
+                x, i = op(x, rng, *bounds), i + 1
         if x is batch:
             x = x.copy()
         return x[..., 0] if squeeze else x
