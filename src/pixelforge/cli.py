@@ -257,5 +257,67 @@ def convert(
         console.print(f"[yellow]… and {len(summary.skipped) - 20} more skipped (listed in the store)[/]")
 
 
+
+# ---- experiments (robustness helper) ----------------------------------------------------------
+experiment_app = typer.Typer(help="Reproducible experiments: the data-curation study, wild-test-and-retrain.",
+                             no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("curation")
+@friendly_errors
+def experiment_curation(
+    source: Annotated[str, typer.Argument(help="MNIST with train/ and test/ splits (e.g. an extracted mnist folder).")],
+    out: Annotated[str, typer.Option(help="Folder for curation.md, curation.json and the trained runs.")] = "runs/experiment-curation",
+    epochs: Annotated[int, typer.Option(help="Epochs per model (the material: 10).")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Batch size (the material: 32).")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed for sampling, initialization, shuffling and augmentation.")] = 0,
+    quick: Annotated[bool, typer.Option(help="Smoke test: 3,000 training / 500 test images, at most 2 epochs.")] = False,
+    recommend: Annotated[bool, typer.Option(help="Also train with pixelforge's own recommendations.")] = True,
+    threshold: Annotated[float, typer.Option(help="Accuracy drop that earns a recommendation.")] = 0.05,
+    as_json: JsonOpt = False,
+):
+    """The data-curation material's MNIST table (test / inverted / shifted), side by side with its numbers."""
+    from pixelforge.robustness.curation import run_curation
+
+    log = (lambda message: err_console.print(message, highlight=False)) if as_json else console.print
+    result = run_curation(source, out, epochs=epochs, batch_size=batch_size, seed=seed, quick=quick,
+                          recommend=recommend, threshold=threshold, log=log)
+    if as_json:
+        print_json(result)
+        return
+    from pathlib import Path
+
+    console.print((Path(out) / "curation.md").read_text(), markup=False, highlight=False)
+
+
+@experiment_app.command("wild-retrain")
+@friendly_errors
+def experiment_wild_retrain(
+    source: Annotated[str, typer.Argument(help="Dataset with train/test splits (e.g. extracted fashion-mnist).")],
+    model: Annotated[str, typer.Option(help="Model name from `pixelforge models list`.")] = "fmnist_baseline",
+    out: Annotated[str, typer.Option(help="Folder for wild_retrain.md/.json, before/ and after/ reports, runs.")] = "runs/experiment-wild-retrain",
+    epochs: Annotated[int, typer.Option()] = 10,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    seed: Annotated[int, typer.Option()] = 0,
+    threshold: Annotated[float, typer.Option(help="Accuracy drop that earns a recommendation.")] = 0.1,
+    limit: Annotated[int, typer.Option(help="Test images in the wild suite (seeded stratified sample; 0 = all).")] = 2000,
+    augment: Annotated[str | None, typer.Option(help="Use this --augment spec instead of the recommended one.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Train, test in the wild, retrain with the recommended augmentation, test again."""
+    from pixelforge.robustness.retrain import run_wild_retrain
+
+    log = (lambda message: err_console.print(message, highlight=False)) if as_json else console.print
+    result = run_wild_retrain(source, out, model=model, epochs=epochs, batch_size=batch_size, seed=seed,
+                              threshold=threshold, suite_limit=limit or None, augment=augment, log=log)
+    if as_json:
+        print_json(result)
+        return
+    from pathlib import Path
+
+    console.print((Path(out) / "wild_retrain.md").read_text(), markup=False, highlight=False)
+
+
 if __name__ == "__main__":
     app()
