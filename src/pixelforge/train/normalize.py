@@ -1,0 +1,100 @@
+"""Preprocess.transform as a torch module: uint8 NHWC batch in, float NCHW out.
+
+Normalization and feature-wise standardization are one affine map per pixel/channel
+(``x * scale + shift``), so the module is cheap, runs inside the model (the trainer and saved models
+put it in front of the network) and fuses with the first layer under ``torch.compile``. The result
+equals ``Preprocess.transform`` up to float rounding.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from pixelforge.data.preprocess import Preprocess
+
+
+def _affine(spec: Preprocess, peak: float) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, shift) so that ``raw * scale + shift`` = standardize(normalize(raw)), shaped for NHWC."""
+    if spec.normalize == "none":
+        scale, shift = 1.0, 0.0
+    elif spec.normalize == "symmetric":
+        scale, shift = 2.0 / peak, -1.0
+    else:
+        scale, shift = 1.0 / peak, 0.0
+    scale, shift = np.float64(scale), np.float64(shift)
+    if spec.standardize in ("global", "channel", "pixel"):
+        if spec.mean is None or spec.std is None:
+            raise ValueError(
+                f"standardize={spec.standardize!r} needs statistics: call Preprocess.fit() on the training data first"
+            )
+        mean = np.asarray(spec.mean, dtype=np.float64)
+        inv = 1.0 / (np.asarray(spec.std, dtype=np.float64) + spec.epsilon)
+        scale, shift = scale * inv, (shift - mean) * inv
+    return np.asarray(scale, dtype=np.float32), np.asarray(shift, dtype=np.float32)
+
+
+def _nchw(values: np.ndarray) -> torch.Tensor:
+    """A statistic shaped (), (C,) or (H, W, C) as a tensor that broadcasts over N x C x H x W."""
+    t = torch.from_numpy(np.ascontiguousarray(values))
+    if t.ndim == 0:
+        return t.reshape(1, 1, 1, 1)
+    if t.ndim == 1:
+        return t.reshape(1, -1, 1, 1)
+    return t.permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+class BatchTransform(nn.Module):
+    """uint8/uint16 NHWC (or float already scaled like raw pixels) → normalized float32 NCHW.
+
+    The NCHW result is a permuted view of the NHWC input, i.e. channels-last in memory, which is
+    what the convolution kernels prefer; no copy is made before the first multiply.
+    """
+
+    def __init__(self, spec: Preprocess):
+        super().__init__()
+        self.sample = spec.standardize == "sample"
+        self.epsilon = float(spec.epsilon)
+        for name, peak in (("8", 255.0), ("16", 65535.0)):
+            scale, shift = _affine(spec, peak)
+            self.register_buffer(f"scale{name}", _nchw(scale), persistent=False)
+            self.register_buffer(f"shift{name}", _nchw(shift), persistent=False)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.ndim == 3:
+            batch = batch.unsqueeze(-1)
+        wide = batch.dtype in (torch.int32, torch.uint16)
+        x = batch.permute(0, 3, 1, 2).to(torch.float32)
+        x = x * (self.scale16 if wide else self.scale8) + (self.shift16 if wide else self.shift8)
+        if self.sample:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            std = x.std(dim=(1, 2, 3), keepdim=True, correction=0)
+            x = (x - mean) / (std + self.epsilon)
+        return x
+
+
+class PreprocessedModel(nn.Module):
+    """The network with its batch transform in front: takes the uint8 NHWC batches the data layer makes."""
+
+    def __init__(self, transform: BatchTransform, network: nn.Module):
+        super().__init__()
+        self.transform = transform
+        self.network = network
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.network(self.transform(batch))
+
+
+def to_tensor(batch: np.ndarray) -> torch.Tensor:
+    """A numpy uint8/uint16 batch as a torch tensor without a copy (uint16 widened, torch lacks ops)."""
+    if batch.dtype == np.uint16:
+        return torch.from_numpy(batch.astype(np.int32))
+    batch = np.ascontiguousarray(batch)
+    if not batch.flags.writeable:  # read-only views (shared sample arrays): torch only reads them
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(batch)
+    return torch.from_numpy(batch)

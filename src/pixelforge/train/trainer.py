@@ -1,0 +1,406 @@
+"""The Trainer: Keras' vocabulary (``fit``/``evaluate``/``predict``, callbacks, History), torch inside.
+
+The hot loop is short on purpose: gather a uint8 batch, (augment it), run the model with its batch
+transform in front (normalization happens in torch, on the batch), cross-entropy, backward, step.
+Running loss/accuracy stay tensors; Python floats are made only when a callback asks for them.
+
+Reproducibility: the weights come from ``torch.manual_seed(seed)``; epoch ``e`` shuffles with
+``default_rng([seed, e])``, augments batch ``b`` with ``default_rng([seed, e, b])`` and reseeds
+torch (dropout) from ``(seed, e)`` — so a run resumed at epoch ``e`` continues exactly like an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pixelforge import __version__
+from pixelforge.data.preprocess import Preprocess
+from pixelforge.errors import PixelforgeError
+from pixelforge.train.data import ArrayData, prepare
+from pixelforge.train.normalize import BatchTransform, PreprocessedModel, to_tensor
+from pixelforge.train.optimizers import build_optimizer
+from pixelforge.train.schedules import Schedule
+
+
+class TrainingDiverged(PixelforgeError):
+    """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(PixelforgeError):
+    """Ctrl-C during training; the last checkpoint is kept."""
+
+
+class History:
+    """Keras' History: ``history[metric]`` is a list with one value per epoch."""
+
+    def __init__(self, history: dict | None = None):
+        self.history: dict[str, list[float]] = {k: list(v) for k, v in (history or {}).items()}
+
+    @property
+    def epoch(self) -> list[int]:
+        return list(range(len(self.history.get("loss", []))))
+
+    def append(self, logs: dict) -> None:
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+
+    def __repr__(self) -> str:
+        return f"History({len(self.epoch)} epochs, metrics={list(self.history)})"
+
+
+class RunningMetrics:
+    """Epoch-so-far loss and accuracy, kept as tensors; ``.loss``/``.accuracy`` convert on demand."""
+
+    def __init__(self):
+        self.loss_sum = torch.zeros((), dtype=torch.float64)
+        self.correct = torch.zeros((), dtype=torch.int64)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        n = len(labels)
+        self.loss_sum += loss.detach().double() * n
+        self.correct += (logits.detach().argmax(1) == labels).sum()
+        self.seen += n
+
+    @property
+    def loss(self) -> float:
+        return float(self.loss_sum) / max(self.seen, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return int(self.correct) / max(self.seen, 1)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+class Trainer:
+    """Train a zoo model on a Manifest or (x, y) arrays.
+
+    model: a zoo name (see ``pixelforge models``) or a model from ``build_model``.
+    preprocess: the Preprocess spec (size/channels default to the data's own).
+    optimizer: "auto" (the model's default, e.g. sgd lr 0.01 momentum 0.9 for fmnist_baseline),
+        "sgd", "adam" or "rmsprop"; lr/momentum None take the defaults.
+    schedule: None, a Schedule or a spec string ("cosine", "step:every=10,factor=0.5", …).
+    augment: None, an augmentation spec (string/dict) or a Pipeline; applied to each uint8 batch.
+    compile: run the model through ``torch.compile`` (faster steps, a one-off compile cost).
+    """
+
+    def __init__(self, model="fmnist_baseline", preprocess: Preprocess | None = None, *, model_params=None,
+                 optimizer: str = "auto", lr: float | None = None, momentum: float | None = None,
+                 nesterov: bool = False, weight_decay: float = 0.0, schedule=None, augment=None,
+                 seed: int = 0, compile: bool = False, threads: int | None = None, verbose: bool = True,
+                 memory_budget: int | None = None, workers: int | None = None, console=None):
+        self.model_name = model if isinstance(model, str) else model.config["name"]
+        self.network = None if isinstance(model, str) else model
+        self.model_params = dict(model_params or {})
+        self.preprocess = preprocess or Preprocess()
+        self.optimizer_name, self.lr, self.momentum = optimizer, lr, momentum
+        self.nesterov, self.weight_decay = nesterov, weight_decay
+        self.schedule = Schedule.parse(schedule)
+        self.augment_spec = augment
+        self.pipeline = self._pipeline(augment)
+        self.seed = int(seed)
+        self.compile = compile
+        self.verbose = verbose
+        self.memory_budget, self.workers = memory_budget, workers
+        self.console = console
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.optimizer = None
+        self.classes: list[str] | None = None
+        self.history = History()
+        self.callbacks: list = []
+        self.stop_training = False
+        self.initial_epoch = 0
+        self.epochs = 0
+        self.steps_per_epoch = 0
+        self.batch_size = 32
+        self._net = None
+        if not isinstance(model, str) and self.network is not None:
+            from pixelforge.models import get_spec
+
+            get_spec(self.model_name)  # a model saved later must be rebuildable by name
+
+    # ---- setup --------------------------------------------------------------------------------
+    @staticmethod
+    def _pipeline(augment):
+        if augment is None or augment == "" or augment == {}:
+            return None
+        from pixelforge.augment import Pipeline
+
+        pipeline = Pipeline.from_spec(augment)
+        if not pipeline.after_normalization.is_identity:
+            raise PixelforgeError(
+                "normalization inside --augment is not supported by the trainer; use --standardize instead"
+            )
+        return None if pipeline.is_identity else pipeline
+
+    def log(self, message: str) -> None:
+        if self.verbose:
+            from rich.console import Console
+
+            (self.console or Console(stderr=True)).print(message, highlight=False)
+
+    def _fit_statistics(self, data) -> None:
+        spec = self.preprocess
+        if spec.standardize not in ("global", "channel", "pixel") or spec.mean is not None:
+            return
+        if isinstance(data, ArrayData):
+            spec.fit(data.x[i : i + 4096] for i in range(0, len(data), 4096))
+        else:
+            spec.fit(data.manifest)
+
+    def build(self, image_shape: tuple[int, int, int], classes: list[str]) -> None:
+        """Build the network (seeded) for HWC ``image_shape`` and the classes; set up the optimizer."""
+        from pixelforge.models import build_model
+
+        h, w, c = image_shape
+        if self.network is None:
+            torch.manual_seed(self.seed)
+            self.network = build_model(self.model_name, (c, h, w), len(classes), **self.model_params)
+        elif list(self.network.config["input_shape"]) != [c, h, w] or self.network.config["num_classes"] != len(classes):
+            raise PixelforgeError(
+                f"the model expects input {self.network.config['input_shape']} and "
+                f"{self.network.config['num_classes']} classes; the data has {[c, h, w]} and {len(classes)}"
+            )
+        self.classes = list(classes)
+        self._net = PreprocessedModel(BatchTransform(self.preprocess), self.network)
+        if self.compile:
+            self._net = torch.compile(self._net, dynamic=False)
+        if getattr(self.network, "trainable_by_gradient", True) and self.optimizer is None:
+            self.optimizer = self._build_optimizer()
+
+    def _build_optimizer(self):
+        name = self.optimizer_name
+        options = {}
+        if name in (None, "auto"):
+            name = getattr(self.network, "default_optimizer", None) or "sgd"
+            options = dict(getattr(self.network, "default_optimizer_options", {}) or {})
+        lr = self.lr if self.lr is not None else options.get("lr")
+        momentum = self.momentum if self.momentum is not None else options.get("momentum", 0.0)
+        self.resolved_optimizer = {"name": name, "lr": lr, "momentum": momentum, "nesterov": self.nesterov,
+                                   "weight_decay": self.weight_decay}
+        optimizer = build_optimizer(name, self.network.parameters(), lr, momentum, self.nesterov, self.weight_decay)
+        self.resolved_optimizer["lr"] = optimizer.param_groups[0]["lr"]
+        for group in optimizer.param_groups:
+            group["initial_lr"] = group["lr"]
+        return optimizer
+
+    def run_config(self) -> dict:
+        """How this run was set up (saved in checkpoints and model.json)."""
+        return {
+            "model": self.model_name, "model_params": self.model_params,
+            "optimizer": getattr(self, "resolved_optimizer", {"name": self.optimizer_name}),
+            "schedule": self.schedule.to_dict(), "seed": self.seed, "epochs": self.epochs,
+            "batch_size": self.batch_size, "augment": self.augment_dict(),
+            "compile": bool(self.compile), "pixelforge_version": __version__,
+        }
+
+    def augment_dict(self):
+        return None if self.pipeline is None else self.pipeline.to_dict()
+
+    # ---- fit ----------------------------------------------------------------------------------
+    def fit(self, train, validation=None, epochs: int = 10, batch_size: int = 32, callbacks=None,
+            validation_split: float | None = None, shuffle: bool = True, resume_from=None) -> History:
+        """Train for ``epochs`` epochs; returns the History (loss, accuracy, val_loss, val_accuracy, lr)."""
+        if epochs < 1 or batch_size < 1:
+            raise PixelforgeError(f"epochs and batch size must be >= 1, got {epochs} and {batch_size}")
+        self.epochs, self.batch_size = int(epochs), int(batch_size)
+        train_data, self.preprocess = prepare(train, self.preprocess, self.classes, self.memory_budget, self.workers)
+        if len(train_data) == 0:
+            raise PixelforgeError("no training images")
+        self._report_skips(train_data, "training")
+        if validation is None and validation_split:
+            if not isinstance(train_data, ArrayData):
+                raise PixelforgeError("validation_split needs data that fits in memory; pass validation data instead")
+            from pixelforge.data.split import stratified_holdout
+
+            keep, held = stratified_holdout(train_data.y, validation_split, self.seed)
+            train_data, validation = train_data.subset(keep), train_data.subset(held)
+        self._fit_statistics(train_data)
+        self.build(train_data.image_shape, train_data.classes)
+        val_data = None
+        if validation is not None:
+            val_data, _ = prepare(validation, self.preprocess, self.classes, self.memory_budget, self.workers)
+            self._report_skips(val_data, "validation")
+        self.callbacks = list(callbacks or [])
+        for cb in self.callbacks:
+            cb.set_trainer(self)
+        self.initial_epoch = 0
+        if resume_from is not None:
+            self._resume(resume_from)
+        if not getattr(self.network, "trainable_by_gradient", True):
+            return self._fit_closed_form(train_data, val_data)
+        self.steps_per_epoch = math.ceil(len(train_data) / self.batch_size)
+        self.stop_training = False
+        try:
+            for cb in self.callbacks:
+                cb.on_train_begin()
+            for epoch in range(self.initial_epoch, self.epochs):
+                logs = self._run_epoch(train_data, val_data, epoch, shuffle)
+                self.history.append(logs)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+            for cb in self.callbacks:
+                cb.on_train_end()
+        except KeyboardInterrupt:
+            done = len(self.history.epoch)
+            raise TrainingInterrupted(
+                f"training interrupted during epoch {done + 1}; the checkpoint of epoch {done} is kept"
+                if done else "training interrupted during the first epoch; nothing was saved"
+            ) from None
+        finally:
+            for cb in self.callbacks:
+                cb.close()
+        return self.history
+
+    def _report_skips(self, data, what: str) -> None:
+        for skip in data.skipped[:5]:
+            self.log(f"[yellow]skipped[/] {skip.item}: {skip.reason}")
+        if len(data.skipped) > 5:
+            self.log(f"[yellow]… {len(data.skipped) - 5} more {what} images skipped[/]")
+
+    def _run_epoch(self, train_data, val_data, epoch: int, shuffle: bool) -> dict:
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch)
+        started = time.perf_counter()
+        torch.manual_seed(_epoch_seed(self.seed, epoch))
+        n = len(train_data)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) if shuffle else np.arange(n)
+        running = self.train_epoch(train_data, order, epoch)
+        logs = {"loss": running.loss, "accuracy": running.accuracy}
+        if val_data is not None:
+            scores = self.evaluate(val_data)
+            logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
+        logs["lr"] = self.optimizer.param_groups[0]["lr"]
+        logs["seconds"] = time.perf_counter() - started
+        return logs
+
+    def train_epoch(self, data, order: np.ndarray, epoch: int) -> RunningMetrics:
+        """One pass over ``data`` in ``order``; the hot loop."""
+        net, optimizer, pipeline = self._net, self.optimizer, self.pipeline
+        net.train()
+        running = RunningMetrics()
+        penalty = self.network.regularization_loss() if hasattr(self.network, "regularization_loss") else None
+        regularized = penalty is not None and penalty.requires_grad
+        scheduled = self.schedule.name != "constant"
+        total = self.steps_per_epoch * self.epochs
+        base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
+        step = epoch * self.steps_per_epoch
+        for b, (images, labels) in enumerate(data.batches(self.batch_size, order)):
+            if pipeline is not None:
+                images = pipeline(images, np.random.default_rng([self.seed, epoch, b]))
+            if scheduled:
+                for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                    group["lr"] = self.schedule.lr_at(step, self.steps_per_epoch, total, base)
+            x, y = to_tensor(images), torch.from_numpy(labels)
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+            if regularized:
+                loss = loss + self.network.regularization_loss()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running.add(loss, logits, y)
+            step += 1
+            if b % 64 == 63 and not torch.isfinite(running.loss_sum):
+                self._diverged(epoch, b)
+            for cb in self.callbacks:
+                cb.on_train_batch_end(b, running)
+        if not math.isfinite(running.loss):
+            self._diverged(epoch, b)
+        return running
+
+    def _diverged(self, epoch: int, batch: int):
+        done = len(self.history.epoch)
+        kept = f"the checkpoint of epoch {done} is kept" if done else "no checkpoint was written yet"
+        raise TrainingDiverged(
+            f"loss became NaN/infinite in epoch {epoch + 1} (by batch {batch + 1}); training stopped, {kept}; "
+            "try a lower --lr, another optimizer, or --standardize"
+        )
+
+    def _fit_closed_form(self, train_data, val_data) -> History:
+        """Models without gradient training (knn): one pass that stores or solves, then scores."""
+        xs = [self._net.transform(to_tensor(images)) for images, _ in train_data.batches(4096)]
+        ys = [torch.from_numpy(labels) for _, labels in train_data.batches(4096)]
+        self.network.fit_arrays(torch.cat(xs), torch.cat(ys))
+        logs = {}
+        scores = self.evaluate(train_data)
+        logs.update(loss=scores["loss"], accuracy=scores["accuracy"])
+        if val_data is not None:
+            scores = self.evaluate(val_data)
+            logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
+        self.history.append(logs)
+        for cb in self.callbacks:
+            cb.on_epoch_end(0, logs)
+        return self.history
+
+    def _resume(self, run_dir) -> None:
+        from pixelforge.train.checkpoint import load_training_state, restore_optimizer
+        from pixelforge.train.saved import load_weights
+
+        tensors, meta = load_training_state(run_dir)
+        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        load_weights(self.network, weights, f"{run_dir}/checkpoint")
+        if self.optimizer is not None:
+            restore_optimizer(self.optimizer, tensors, meta["optimizer"])
+        self.history = History(meta.get("history"))
+        self.initial_epoch = int(meta["epochs_done"])
+        states = meta.get("callbacks") or []
+        for cb, state in zip(self.callbacks, states, strict=False):
+            cb.load_state_dict(state)
+        if self.initial_epoch >= self.epochs:
+            self.log(f"the checkpoint already has {self.initial_epoch} epochs (asked for {self.epochs}); nothing to do")
+        else:
+            self.log(f"resuming after epoch {self.initial_epoch}")
+
+    # ---- evaluate / predict -------------------------------------------------------------------
+    def _logits(self, data, batch_size: int = 1024) -> tuple[torch.Tensor, np.ndarray]:
+        if self._net is None:
+            raise PixelforgeError("the model is not trained yet: call fit() first")
+        if isinstance(data, np.ndarray):
+            data = (data, np.zeros(len(data), dtype=np.int64))
+            data, _ = prepare(data, self.preprocess, self.classes)
+        else:
+            data, _ = prepare(data, self.preprocess, self.classes, self.memory_budget, self.workers)
+        self._net.eval()
+        outs, labels = [], []
+        with torch.inference_mode():
+            for images, y in data.batches(batch_size):
+                outs.append(self._net(to_tensor(images)).float())
+                labels.append(y)
+        return torch.cat(outs), np.concatenate(labels)
+
+    def evaluate(self, data, batch_size: int = 1024) -> dict:
+        """Mean cross-entropy loss and accuracy on ``data`` (Manifest, (x, y) or prepared data)."""
+        logits, labels = self._logits(data, batch_size)
+        y = torch.from_numpy(labels)
+        return {
+            "loss": float(F.cross_entropy(logits, y)),
+            "accuracy": float((logits.argmax(1) == y).double().mean()),
+        }
+
+    def predict(self, data, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities, one row per image (Manifest, (x, y), or an NHWC uint8 array)."""
+        logits, _ = self._logits(data, batch_size)
+        return torch.softmax(logits, dim=1).numpy()
+
+    def save(self, run_dir, metrics: dict | None = None) -> Path:
+        """Write ``model.safetensors`` + ``model.json`` into ``run_dir``."""
+        from pixelforge.train.saved import save_model
+
+        if self.network is None:
+            raise PixelforgeError("nothing to save: the model is not trained yet")
+        return save_model(run_dir, self.network, classes=self.classes, preprocess=self.preprocess,
+                          augment=self.augment_dict(), metrics=metrics, training=self.run_config())
