@@ -319,5 +319,111 @@ def experiment_wild_retrain(
     console.print((Path(out) / "wild_retrain.md").read_text(), markup=False, highlight=False)
 
 
+@app.command()
+@friendly_errors
+def audit(
+    source: Annotated[str, typer.Argument(help="Dataset: folder, CSV, JSON, HDF5, NPZ, archive or URL.")],
+    out: Annotated[str, typer.Option("--out", help="Folder for report.html and report.json.")] = "audit-report",
+    fail_on: Annotated[
+        str, typer.Option("--fail-on", help="Exit 1 when a finding is at or above: error, warning or none.")
+    ] = "none",
+    checks: Annotated[str, typer.Option("--checks", help="Comma-separated checks to run (default: all).")] = "all",
+    sample: Annotated[int, typer.Option("--sample", help="Audit a seeded random sample of N images (0: all).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for sampling and the cross-validated models.")] = 0,
+    layout: LayoutOpt = "auto",
+    option: OptionOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Check a dataset against the rules of good training data; write report.html and report.json."""
+    from pixelforge.audit.report import print_console, write_reports
+    from pixelforge.audit.runner import parse_checks, run_audit
+
+    if fail_on not in ("error", "warning", "none"):
+        fail(f"--fail-on must be error, warning or none, got {fail_on!r}")
+    if sample < 0:
+        fail(f"--sample must be 0 or a positive number of images, got {sample}")
+    parse_checks(checks)  # reject unknown names before reading anything
+    options = parse_options(option)
+    reader_options = {k[len("read."):]: v for k, v in options.items() if k.startswith("read.")}
+    check_options = {k: v for k, v in options.items() if not k.startswith("read.")}
+    from pixelforge.data.read import read_dataset
+
+    manifest = read_dataset(source, layout=layout, **reader_options)
+    report = run_audit(manifest, checks=checks, sample=sample or None, seed=seed, options=check_options,
+                       progress=True)
+    paths = write_reports(report, out)
+    if as_json:
+        from pixelforge.audit.report import report_dict
+
+        print_json({"report": {k: str(v) for k, v in paths.items()}, **report_dict(report)})
+    else:
+        print_console(report, console)
+        console.print(f"reports: {paths['html']} and {paths['json']}", highlight=False)
+    if report.failing(fail_on):
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def augment(
+    source: Annotated[str, typer.Argument(help="Dataset folder or file (any layout pixelforge reads).")],
+    out: Annotated[str, typer.Option("--out", help="Folder to write <class>/<prefix>_<index>_<hash>.<format> into.")],
+    per_image: Annotated[int, typer.Option("--per-image", help="Augmented copies per source image.")] = 1,
+    augment_spec: Annotated[str, typer.Option("--augment", help='Pipeline spec, e.g. "rotation_range=15,width_shift_range=0.2,horizontal_flip".')] = "rotation_range=15,width_shift_range=0.1,height_shift_range=0.1,zoom_range=0.1,horizontal_flip",
+    seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same files.")] = 0,
+    balance: Annotated[bool, typer.Option("--balance", help="Top up every class to --target with augmented copies (originals are written too).")] = False,
+    target: Annotated[int | None, typer.Option(help="Images per class with --balance (default: the largest class).")] = None,
+    include_originals: Annotated[bool, typer.Option("--include-originals", help="Also write the source images.")] = False,
+    preview: Annotated[str | None, typer.Option(help="Write a montage PNG: one row per source image, original + copies.")] = None,
+    preview_rows: Annotated[int, typer.Option(help="Source images in the preview.")] = 8,
+    fmt: Annotated[str, typer.Option("--format", help="png or jpg (also bmp, tif, webp).")] = "png",
+    prefix: Annotated[str, typer.Option(help="File name prefix.")] = "aug",
+    size: Annotated[int | None, typer.Option(help="Resize images to SIZE x SIZE before augmenting.")] = None,
+    split: Annotated[str | None, typer.Option(help="Only this split of a pre-split source (e.g. train).")] = None,
+    layout: LayoutOpt = "auto",
+    option: OptionOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Write augmented copies (save_to_dir naming) plus manifest.csv; --balance, --preview."""
+    from rich.progress import Progress
+
+    from pixelforge.augment import Pipeline
+    from pixelforge.augment.writer import augment_to_dir
+    from pixelforge.data.preprocess import Preprocess
+    from pixelforge.data.read import read_dataset
+
+    pipeline = Pipeline.from_spec(augment_spec)
+    manifest = read_dataset(source, layout=layout, **parse_options(option))
+    if split:
+        if split not in manifest.split_names:
+            fail(f"{source}: no split {split!r}; splits are {manifest.split_names or 'none'}")
+        manifest = manifest.split(split)
+    spec = Preprocess(size=size) if size else None
+    with Progress(console=err_console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("augmenting", total=len(manifest))
+        summary = augment_to_dir(
+            manifest, pipeline, out, per_image=per_image, seed=seed, balance=balance, target=target,
+            save_format=fmt, prefix=prefix, include_originals=include_originals, preprocess=spec,
+            preview=preview, preview_rows=preview_rows, progress=lambda i: bar.update(task, completed=i + 1),
+        )
+    if as_json:
+        print_json(summary)
+        return
+    console.print(
+        f"wrote {summary['written']:,} images ({summary['augmented']:,} augmented, {summary['originals']:,} originals) "
+        f"to {out} with {pipeline.describe()}; manifest: {summary['manifest_csv']}"
+    )
+    table = Table(title="images written per class")
+    table.add_column("class")
+    table.add_column("written", justify="right")
+    for name, count in summary["per_class"].items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    if summary.get("preview"):
+        console.print(f"preview: {summary['preview']}")
+    for skip in summary["skipped"][:20]:
+        console.print(f"[yellow]skipped[/] {skip['item']}: {skip['reason']}")
+
+
 if __name__ == "__main__":
     app()

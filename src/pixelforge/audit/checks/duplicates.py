@@ -1,0 +1,158 @@
+"""Duplicates: exact (same content hash), near (perceptual hash within a Hamming distance, confirmed on
+the thumbnails), and duplicates that cross splits (train/test leakage, an error)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from pixelforge.audit.context import AuditContext
+from pixelforge.audit.findings import Finding
+
+NEAR_HAMMING = 6  # of 64 bits; the 8-band index below finds every pair up to 7
+NEAR_PIXEL_DIFF = 0.08  # mean absolute difference of standardized thumbnails confirming a near pair
+NEAR_GRAY_DIFF = 10.0  # ... and of the raw thumbnails, in gray levels (a small brightness shift is near)
+
+
+def _components(pairs: np.ndarray) -> list[list[int]]:
+    parent: dict[int, int] = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs.tolist():
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups = defaultdict(list)
+    for x in parent:
+        groups[find(x)].append(x)
+    return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0])
+
+
+def near_pairs(phash: np.ndarray, rows: np.ndarray, max_distance: int, block: int = 1024) -> np.ndarray:
+    """Pairs (i, j), i < j, of ``rows`` whose hashes differ in at most ``max_distance`` bits.
+
+    Splits the 64-bit hash into 8 bytes; two hashes within 7 bits agree on at least one byte, so only
+    images sharing a byte value are compared (no all-pairs pass over the dataset).
+    """
+    hashes = phash[rows]
+    as_bytes = hashes.view(np.uint8).reshape(-1, 8)
+    found = []
+    for band in range(8):
+        key = as_bytes[:, band]
+        order = np.argsort(key, kind="stable")
+        bounds = np.flatnonzero(np.diff(key[order])) + 1
+        for members in np.split(order, bounds):
+            if len(members) < 2:
+                continue
+            h = hashes[members]
+            for start in range(0, len(members), block):
+                part = h[start : start + block]
+                dist = np.bitwise_count(part[:, None] ^ h[None, :])
+                a, b = np.nonzero(dist <= max_distance)
+                a = a + start
+                keep = a < b
+                if keep.any():
+                    found.append(np.stack([rows[members[a[keep]]], rows[members[b[keep]]]], 1))
+    if not found:
+        return np.zeros((0, 2), np.int64)
+    pairs = np.unique(np.concatenate(found), axis=0)
+    return pairs
+
+
+def _standardized(x: np.ndarray) -> np.ndarray:
+    x = x.reshape(len(x), -1).astype(np.float32)
+    x -= x.mean(1, keepdims=True)
+    return x / (x.std(1, keepdims=True) + 4.0)  # +4 gray levels: flat images do not blow up noise
+
+
+def _mean_abs_diff(thumbs: np.ndarray, pairs: np.ndarray, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per pair, the mean absolute difference of the two thumbnails after standardizing each (so two
+    different dark images are not "near"), and of the raw thumbnails (so two flat images of different
+    colours are not either)."""
+    scaled, raw = np.empty(len(pairs)), np.empty(len(pairs))
+    for s in range(0, len(pairs), block):
+        p = pairs[s : s + block]
+        a, b = thumbs[p[:, 0]], thumbs[p[:, 1]]
+        scaled[s : s + block] = np.abs(_standardized(a) - _standardized(b)).mean(1)
+        raw[s : s + block] = np.abs(a.astype(np.int16) - b.astype(np.int16)).reshape(len(p), -1).mean(1)
+    return scaled, raw
+
+
+def check_duplicates(ctx: AuditContext) -> list[Finding]:
+    scan, splits = ctx.scan, ctx.splits
+    ok = np.flatnonzero(scan.ok)
+    out: list[Finding] = []
+    by_hash = defaultdict(list)
+    for i in ok:
+        by_hash[scan.content[i]].append(int(i))
+    exact_groups = [g for g in by_hash.values() if len(g) > 1]
+    exact_pairs = [(g[0], j) for g in exact_groups for j in g[1:]]
+
+    task = ctx.task("near duplicates", 2)
+    hamming = ctx.option("near_hamming", NEAR_HAMMING)
+    candidates = near_pairs(scan.phash, ok, hamming)
+    ctx.advance(task)
+    if len(candidates):
+        diffs, raw = _mean_abs_diff(scan.thumbs, candidates)
+        same = np.array([scan.content[a] == scan.content[b] for a, b in candidates.tolist()], bool)
+        keep = (diffs <= ctx.option("near_pixel_diff", NEAR_PIXEL_DIFF)) & ~same
+        keep &= raw <= ctx.option("near_gray_diff", NEAR_GRAY_DIFF)
+        near, near_diff = candidates[keep], diffs[keep]
+    else:
+        near, near_diff = np.zeros((0, 2), np.int64), np.zeros(0)
+    ctx.advance(task)
+
+    if exact_groups:
+        rows = sorted({i for g in exact_groups for i in g})
+        out.append(Finding(
+            "duplicates", "exact", "warning",
+            f"{len(exact_groups)} group(s) of identical images ({len(rows)} images)",
+            f"{len(rows) - len(exact_groups)} image(s) are byte-for-byte copies of another",
+            "Keep one image of each group; copies over-weight those images and inflate test scores.",
+            images=rows, groups=exact_groups,
+        ))
+    if len(near):
+        groups = _components(near)
+        rows = sorted({int(i) for g in groups for i in g})
+        out.append(Finding(
+            "duplicates", "near", "warning",
+            f"{len(groups)} group(s) of near-duplicate images ({len(rows)} images)",
+            f"perceptual hashes within {hamming} bits and standardized thumbnails within {NEAR_PIXEL_DIFF:g} "
+            f"on average (median difference {np.median(near_diff):.2f})",
+            "Keep one image of each group unless the differences matter (e.g. deliberate variants).",
+            images=rows, groups=groups,
+        ))
+    all_pairs = np.concatenate([np.asarray(exact_pairs, np.int64).reshape(-1, 2), near])
+    if len(all_pairs):
+        cross = all_pairs[
+            (splits[all_pairs[:, 0]] != splits[all_pairs[:, 1]])
+            & (splits[all_pairs[:, 0]] != "") & (splits[all_pairs[:, 1]] != "")
+        ]
+        if len(cross):
+            groups = _components(cross)
+            rows = sorted({int(i) for g in groups for i in g})
+            out.append(Finding(
+                "duplicates", "cross_split", "error",
+                f"{len(groups)} duplicate group(s) span splits (train/test leakage)",
+                f"{len(rows)} images appear (exactly or nearly) in more than one split",
+                "Remove the copies from the test/validation split; leaked images make scores look better than they are.",
+                images=rows, groups=groups, notes={i: str(splits[i]) for i in rows},
+            ))
+    label_of = ctx.labels
+    conflicts = [g for g in exact_groups if len({int(label_of[i]) for i in g}) > 1]
+    if conflicts:
+        rows = sorted({i for g in conflicts for i in g})
+        out.append(Finding(
+            "duplicates", "conflicting_labels", "error",
+            f"{len(conflicts)} identical image group(s) with different labels",
+            "the same image carries two or more labels",
+            "Decide on the right label for each group and keep one copy.",
+            images=rows, groups=conflicts, notes={i: ctx.classes[label_of[i]] for i in rows},
+        ))
+    return out

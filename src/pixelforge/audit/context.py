@@ -1,0 +1,42 @@
+"""What every check receives: the Manifest, the shared scan, options, and a place to leave extras."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pixelforge.audit.scan import Scan
+from pixelforge.data.manifest import Manifest
+
+
+@dataclass
+class AuditContext:
+    manifest: Manifest
+    scan: Scan
+    options: dict = field(default_factory=dict)
+    seed: int = 0
+    progress: object = None  # a rich Progress, or None
+    extras: dict = field(default_factory=dict)  # per-check data for the reports (tables, images)
+
+    def __post_init__(self):
+        self.labels = self.manifest.label_indices().astype(np.int64)
+        self.classes = list(self.manifest.classes)
+        self.splits = np.asarray(self.manifest.splits, dtype=object)
+
+    def option(self, key: str, default):
+        """An option (``--option key=value``) cast to the default's type."""
+        value = self.options.get(key, default)
+        if default is None or value is None:
+            return value
+        try:
+            return type(default)(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"option {key}={value!r}: expected a {type(default).__name__}") from None
+
+    def task(self, description: str, total: float):
+        return self.progress.add_task(description, total=total) if self.progress else None
+
+    def advance(self, task, amount: float = 1) -> None:
+        if self.progress is not None and task is not None:
+            self.progress.update(task, advance=amount)
