@@ -50,26 +50,26 @@ class Rot90(Op):
 
 @register
 class RotateExpand(Op):
-    """Rotate by uniform(-range, range) degrees onto a canvas big enough for the whole image, then
-    resize that canvas back to the original size: nothing of the image is cut off."""
+    """Rotate by uniform(-range, range) degrees (or a [low, high] pair) onto a canvas big enough for
+    the whole image, then resize that canvas back to the original size: nothing is cut off."""
 
     name = "rotate_expand"
     main = "range"
     defaults = {"range": 30.0, "cval": 0.0}
 
     def setup(self, range, cval):
-        self.range = number("rotate_expand range", range, low=0, high=180)
+        self.range = interval("rotate_expand range", range, low=-360, high=360)
         self.cval = number("rotate_expand cval", cval)
 
     @property
     def is_identity(self) -> bool:
-        return not self.range
+        return self.range == (0.0, 0.0)
 
     def __call__(self, x, rng, lo, hi):
         if self.is_identity:
             return x
-        return warp(x, rotate_expand_matrices(rng.uniform(-self.range, self.range, len(x)), *x.shape[1:3]),
-                    "constant", self.cval)
+        degrees = rng.uniform(self.range[0], self.range[1], len(x))
+        return warp(x, rotate_expand_matrices(degrees, *x.shape[1:3]), "constant", self.cval)
 
 
 def rotate_expand_matrices(degrees, height: int, width: int) -> np.ndarray:
