@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from pixelforge.augment import Pipeline, SpecError
-from pixelforge.augment.affine import FILL_MODES, apply_affine_transform, keras_matrices
+from pixelforge.augment.affine import FILL_MODES, apply_affine_transform
 from pixelforge.augment.geometric import RollShift, Rot90, roll_batch
 from pixelforge.augment.photometric import apply_scale_shift
 from pixelforge.augment.spec import parse_spec
