@@ -248,7 +248,7 @@ class TarStorage(ArchiveStorage):
                 Skip(str(self.path), f"archive truncated or corrupt after {count} member(s); the rest is lost ({exc})")
             )
         self._index = index
-        self._blob = bytes(blob) if capture else None
+        self._blob = blob if capture else None
         self._pid = os.getpid()
 
     def _ensure_blob(self) -> None:
@@ -265,7 +265,7 @@ class TarStorage(ArchiveStorage):
         self._ensure_blob()
         offset, size, start = self._index[location]
         if start >= 0:
-            return self._blob[start : start + size]
+            return bytes(memoryview(self._blob)[start : start + size])
         return self._seek_read(location, offset, size)
 
     def _pread(self, location: str, offset: int, size: int) -> bytes:

@@ -24,10 +24,10 @@ import numpy as np
 
 from pixelforge.data.layouts.csv_table import infer_shape, parse_shape
 from pixelforge.data.layouts.directory import is_image_name
-from pixelforge.data.layouts.rows import clean_label, finish_manifest, missing_reason, resolve_location
+from pixelforge.data.layouts.rows import clean_label, finish_manifest, locate
 from pixelforge.data.manifest import SPLIT_ALIASES, Manifest, Skip
 from pixelforge.data.storage import ArrayStorage, FileStorage
-from pixelforge.errors import LayoutError, UnsafePathError
+from pixelforge.errors import LayoutError
 
 X_KEYS = ("x", "images", "image", "imgs", "data", "features", "inputs", "X")
 Y_KEYS = ("y", "labels", "label", "targets", "target", "classes_idx", "Y")
@@ -235,26 +235,22 @@ def read_dataframe_layout(
         storage = FileStorage(directory)
         if not storage.root.is_dir():
             raise LayoutError(f"{directory}: no such folder")
-        resolved = []
-        for item, value, label, split in rows:
-            try:
-                resolved.append((item, resolve_location(value), label, split))
-            except UnsafePathError as exc:
-                skipped.append(Skip(item, f"refused: {exc} (paths are relative to directory={str(directory)!r})"))
+        relative = rows
     else:
-        absolute = [(item, os.path.abspath(value), label, split) for item, value, label, split in rows]
-        root = os.path.commonpath([a for _, a, _, _ in absolute]) if absolute else os.getcwd()
+        # paths as given (absolute, or relative to the working folder), under their common folder
+        absolute = [os.path.abspath(value) for _, value, _, _ in rows]
+        root = os.path.commonpath(absolute) if absolute else os.getcwd()
         root = root if os.path.isdir(root) else os.path.dirname(root)
         storage = FileStorage(root)
-        resolved = [(item, os.path.relpath(a, root).replace(os.sep, "/"), label, split)
-                    for item, a, label, split in absolute]
+        relative = [(item, os.path.relpath(a, root).replace(os.sep, "/"), label, split)
+                    for (item, _, label, split), a in zip(rows, absolute, strict=True)]
     locations, labels, splits = [], [], []
-    for item, location, label, split in resolved:
-        if check_files:
-            reason = missing_reason(storage, location)
-            if reason:
-                skipped.append(Skip(item, reason))
-                continue
+    for item, value, label, split in relative:
+        location, reason = locate(value, "", storage, check_files)
+        if reason:
+            where = f" (paths are relative to directory={str(directory)!r})" if directory is not None else ""
+            skipped.append(Skip(item, reason + (where if reason.startswith("refused") else "")))
+            continue
         locations.append(location)
         labels.append(label)
         splits.append(split)

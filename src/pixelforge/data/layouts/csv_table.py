@@ -32,12 +32,11 @@ from pixelforge.data.layouts.rows import (
     clean_label,
     find_column,
     finish_manifest,
-    missing_reason,
-    resolve_location,
+    locate,
 )
 from pixelforge.data.manifest import Manifest, Skip
 from pixelforge.data.storage import ArrayStorage, FileStorage, Storage
-from pixelforge.errors import LayoutError, UnsafePathError
+from pixelforge.errors import LayoutError
 
 PIXEL_NAME = re.compile(r"^(pixel|pix|px|p)?[_ ]?\d+$|^\d+x\d+$")
 MAX_IMAGE_PIXELS = 64_000_000
@@ -256,16 +255,10 @@ def _read_rows(fh, names, *, source, path, storage, member_prefix, path_column, 
             if use_url:
                 skipped.append(Skip(item, f"{value!r} is not an http(s) URL"))
                 continue
-            try:
-                location = resolve_location(value, prefix)
-            except UnsafePathError as exc:
-                skipped.append(Skip(item, f"refused: {exc}"))
+            location, reason = locate(value, prefix, storage, check_files)
+            if reason:
+                skipped.append(Skip(item, reason))
                 continue
-            if check_files:
-                reason = missing_reason(storage, location)
-                if reason:
-                    skipped.append(Skip(item, reason))
-                    continue
         locations.append(location)
         labels.append(label)
         splits.append((clean_label(row[split_idx]) or "") if split_idx is not None else "")

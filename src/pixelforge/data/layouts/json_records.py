@@ -25,12 +25,11 @@ from pixelforge.data.layouts.rows import (
     URL_NAMES,
     clean_label,
     finish_manifest,
-    missing_reason,
-    resolve_location,
+    locate,
 )
 from pixelforge.data.manifest import SPLIT_ALIASES, Manifest, Skip
 from pixelforge.data.storage import FileStorage, Storage
-from pixelforge.errors import LayoutError, UnsafePathError
+from pixelforge.errors import LayoutError
 
 MAX_JSON_BYTES = 1024**3  # a JSON document is parsed whole; refuse absurd sizes with a message
 RECORD_LIST_KEYS = ("images", "records", "data", "items", "annotations", "samples", "files")
@@ -166,16 +165,10 @@ def read_json_layout(
             skipped.append(Skip(name, f"{image!r} is a URL among local paths; use all URLs or all paths"))
             continue
         else:
-            try:
-                location = resolve_location(image, prefix)
-            except UnsafePathError as exc:
-                skipped.append(Skip(name, f"refused: {exc}"))
+            location, reason = locate(image, prefix, storage, check_files)
+            if reason:
+                skipped.append(Skip(name, reason))
                 continue
-            if check_files:
-                reason = missing_reason(storage, location)
-                if reason:
-                    skipped.append(Skip(name, reason))
-                    continue
         locations.append(location)
         labels.append(label)
         splits.append(split)

@@ -83,6 +83,16 @@ def missing_reason(storage: Storage, location: str) -> str | None:
     return f"{storage.describe(location)}: file not found"
 
 
+def locate(value: str, prefix: str, storage: Storage, check_files: bool = True) -> tuple[str | None, str | None]:
+    """``(location, None)`` for a row's path inside the storage, or ``(None, reason)`` to skip the row."""
+    try:
+        location = resolve_location(value, prefix)
+    except UnsafePathError as exc:
+        return None, f"refused: {exc}"
+    reason = missing_reason(storage, location) if check_files else None
+    return (None, reason) if reason else (location, None)
+
+
 def finish_manifest(
     *,
     locations: list[str],
