@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from pixelforge.data.decode import apply_orientation, decode_image
+from pixelforge.data.decode import apply_orientation, decode_image, sniff_header
 from pixelforge.errors import DecodeError
 
 
@@ -177,11 +177,43 @@ def test_arrays_pass_through_with_channels(rgb):
 
 
 # ---- backends ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P"])
-def test_opencv_gives_the_same_arrays_as_pillow_for_png(rgb, mode):
-    img = Image.fromarray(rgb).convert(mode)
-    data = encode(img)
-    assert np.array_equal(decode_image(data, backend="opencv"), decode_image(data, backend="pillow"))
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "RGB", "RGBA", "P", "PT", "I;16"])
+@pytest.mark.parametrize("background", [None, (30, 60, 90)])
+def test_opencv_and_auto_give_the_same_arrays_as_pillow_for_png(rgb, mode, background):
+    if mode == "I;16":
+        img = Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257)
+    elif mode == "PT":  # palette with a transparent entry
+        img = Image.fromarray(rgb).convert("P")
+        img.info["transparency"] = 3
+    else:
+        img = Image.fromarray(np.dstack([rgb, rgb[:, :, :1]])).convert(mode)
+    data = encode(img, **({"transparency": 3} if mode == "PT" else {}))
+    expected = decode_image(data, backend="pillow", background=background)
+    for backend in ("opencv", "auto"):
+        out = decode_image(data, backend=backend, background=background)
+        assert out.dtype == expected.dtype and np.array_equal(out, expected), (mode, backend)
+
+
+def test_sniff_header_reads_sizes_without_decoding(rgb):
+    png = sniff_header(encode(Image.fromarray(rgb)))
+    assert (png.format, png.width, png.height, png.components, png.exif) == ("png", 20, 12, 3, False)
+    img = Image.fromarray(rgb)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    jpeg = sniff_header(encode(img, "JPEG", exif=exif))
+    assert (jpeg.format, jpeg.width, jpeg.height, jpeg.components, jpeg.exif) == ("jpeg", 20, 12, 3, True)
+    assert sniff_header(encode(img, "BMP")) is None and sniff_header(b"\xff\xd8garbage") is None
+
+
+def test_opencv_reduced_decode_matches_pillow_draft_scale():
+    big = np.kron(np.random.default_rng(0).integers(0, 256, (50, 40, 3), dtype=np.uint8), np.ones((40, 40, 1), np.uint8))
+    data = encode(Image.fromarray(big), "JPEG", quality=90)  # 2000 x 1600
+    a = decode_image(data, backend="pillow", draft_size=(150, 150))
+    b = decode_image(data, backend="opencv", draft_size=(150, 150))
+    assert a.shape == b.shape == (250, 200, 3)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 2
+    gray = encode(Image.fromarray(big[:, :, 0]), "JPEG")
+    assert decode_image(gray, backend="opencv", draft_size=(300, 300)).shape == (500, 400, 1)
 
 
 def test_opencv_is_close_to_pillow_for_jpeg(rgb):

@@ -1,7 +1,8 @@
 """Decode encoded image bytes into numpy arrays: uint8 (or uint16 for 16-bit) HWC, RGB or grayscale.
 
-Pillow is the default backend; OpenCV (``cv2.imdecode``) gives the same arrays (BGR is converted to
-RGB here and never leaks out). EXIF orientation is applied, every common mode is handled, alpha is
+Two backends give the same arrays: Pillow and OpenCV (``cv2.imdecode``; BGR is converted to RGB here
+and never leaks out). The default, "auto", picks the faster one per format as measured by
+``bench.decode`` (``DEFAULT_BACKENDS``). A few header bytes are sniffed first (``sniff_header``). EXIF orientation is applied, every common mode is handled, alpha is
 dropped or composited on a background, and images over a pixel limit are refused before decoding
 (decompression bombs). A target size lets Pillow's JPEG draft mode decode a large photo at a reduced
 scale instead of at full size.
@@ -22,6 +23,55 @@ DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000; larger images are refused, not d
 Image.MAX_IMAGE_PIXELS = None  # we enforce our own limit with a clear message
 
 _EXIF_ORIENTATION = 0x0112
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers carry the size
+
+# The backend "auto" uses per format; chosen by ``python -m bench.decode`` (see bench/results/decode.md).
+DEFAULT_BACKENDS = {"png": "opencv", "jpeg": "pillow"}
+BACKENDS = ("auto", "pillow", "opencv")
+
+
+class Header:
+    """What a few header bytes tell: format, size, components, and whether EXIF may be present."""
+
+    __slots__ = ("format", "width", "height", "components", "bit_depth", "exif")
+
+    def __init__(self, fmt, width, height, components, bit_depth, exif):
+        self.format, self.width, self.height = fmt, width, height
+        self.components, self.bit_depth, self.exif = components, bit_depth, exif
+
+
+def sniff_header(data: bytes) -> Header | None:
+    """Read a PNG's IHDR or a JPEG's start-of-frame without decoding (None for other formats).
+
+    Cheap enough to run on every image: lets the pixel limit hold before any decoder allocates and
+    skips EXIF parsing for files that carry no EXIF at all (nearly every PNG)."""
+    if data[:8] == _PNG_MAGIC and data[12:16] == b"IHDR" and len(data) >= 26:
+        width, height = struct.unpack(">II", data[16:24])
+        components = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(data[25], 0)
+        exif = b"eXIf" in data or b"Raw profile type exif" in data
+        return Header("png", width, height, components, data[24], exif)
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, n, exif = 2, len(data), False
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        length = (data[i + 2] << 8) | data[i + 3]
+        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00":
+            exif = True
+        if marker in _JPEG_SOF and i + 10 <= n:
+            bits, height, width, components = struct.unpack(">BHHB", data[i + 4 : i + 10])
+            return Header("jpeg", width, height, components, bits, exif)
+        i += 2 + length
+    return None
 
 
 def _to_channels(arr: np.ndarray, channels: int | None) -> np.ndarray:
@@ -98,7 +148,9 @@ def _pillow_to_array(img: Image.Image, background) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def _decode_pillow(data: bytes, name: str, max_pixels, background, draft_size) -> np.ndarray:
+def _decode_pillow(data: bytes, name: str, max_pixels, background, draft_size, header) -> np.ndarray:
+    if header is not None:
+        _check_size(header.width, header.height, max_pixels, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -110,7 +162,8 @@ def _decode_pillow(data: bytes, name: str, max_pixels, background, draft_size) -
                 side = max(draft_size)
                 img.draft(img.mode if img.mode in ("L", "RGB") else "RGB", (side, side))
             img.load()
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if img.format in ("JPEG", "TIFF", "PNG", "WEBP") else 1
+            may_have_exif = header.exif if header is not None else img.format in ("TIFF", "WEBP", "MPO")
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if may_have_exif else 1
             if orientation and orientation != 1:
                 img = ImageOps.exif_transpose(img)
             return _pillow_to_array(img, background)
@@ -125,22 +178,47 @@ def _decode_pillow(data: bytes, name: str, max_pixels, background, draft_size) -
         raise DecodeError(f"{name}: {message}") from None
 
 
-def _decode_opencv(data: bytes, name: str, max_pixels, background) -> np.ndarray:
+def _reduced_flag(header: Header | None, draft_size) -> tuple[int, int]:
+    """OpenCV's counterpart of Pillow's JPEG draft mode: (imread flag, scale) for a target size."""
     import cv2
 
-    # Read the header with Pillow first (cheap) so the pixel limit holds before cv2 allocates.
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            _check_size(probe.width, probe.height, max_pixels, name)
-    except DecodeError:
-        raise
-    except Exception:  # noqa: BLE001 - let OpenCV try formats Pillow cannot open
-        pass
+    if draft_size is None or header is None or header.format != "jpeg" or header.components not in (1, 3):
+        return cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION, 1
+    side = max(draft_size)
+    scale = next((f for f in (8, 4, 2) if header.width // f >= side and header.height // f >= side), 1)
+    if scale == 1:
+        return cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION, 1
+    gray = header.components == 1
+    flags = {
+        2: cv2.IMREAD_REDUCED_GRAYSCALE_2 if gray else cv2.IMREAD_REDUCED_COLOR_2,
+        4: cv2.IMREAD_REDUCED_GRAYSCALE_4 if gray else cv2.IMREAD_REDUCED_COLOR_4,
+        8: cv2.IMREAD_REDUCED_GRAYSCALE_8 if gray else cv2.IMREAD_REDUCED_COLOR_8,
+    }
+    return flags[scale] | cv2.IMREAD_IGNORE_ORIENTATION, scale
+
+
+def _decode_opencv(data: bytes, name: str, max_pixels, background, draft_size, header) -> np.ndarray:
+    import cv2
+
+    if header is not None:
+        _check_size(header.width, header.height, max_pixels, name)
+    else:  # unknown format: read the header with Pillow (cheap) so the limit holds before cv2 allocates
+        try:
+            with Image.open(io.BytesIO(data)) as probe:
+                _check_size(probe.width, probe.height, max_pixels, name)
+        except DecodeError:
+            raise
+        except Exception:  # noqa: BLE001 - let OpenCV try formats Pillow cannot open
+            pass
     buf = np.frombuffer(data, dtype=np.uint8)
-    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION) if len(buf) else None
+    flags, _scale = _reduced_flag(header, draft_size)
+    arr = cv2.imdecode(buf, flags) if len(buf) else None
     if arr is None:
         raise DecodeError(f"{name}: not an image file OpenCV can read (corrupt, truncated or empty)")
-    orientation = _exif_orientation(data)
+    if header is not None and header.format == "png" and header.components == 2 and arr.ndim == 3:
+        # gray + alpha comes back as BGRA: keep it gray like Pillow
+        arr = arr[:, :, 0] if background is None else _composite(arr[:, :, :1], arr[:, :, 3], background)
+    orientation = _exif_orientation(data) if header is None or header.exif else 1
     if arr.ndim == 3:
         if arr.shape[2] == 4:
             rgb = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
@@ -185,7 +263,7 @@ def decode_image(
     name: str = "image",
     channels: int | None = None,
     background=None,
-    backend: str = "pillow",
+    backend: str = "auto",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     draft_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
@@ -193,6 +271,7 @@ def decode_image(
 
     channels: force 1 (grayscale) or 3 (RGB); None keeps the image's own (1 or 3).
     background: None drops alpha; an RGB tuple composites transparent pixels onto it.
+    backend: "pillow", "opencv", or "auto" (the faster one for the format, ``DEFAULT_BACKENDS``).
     draft_size: (height, width) the caller will resize to; lets JPEG decode at a reduced scale.
     """
     if isinstance(data, np.ndarray):
@@ -215,10 +294,16 @@ def decode_image(
         raise DecodeError(f"{name}: expected encoded bytes or an array, got {type(data).__name__}")
     if len(data) == 0:
         raise DecodeError(f"{name}: empty file (0 bytes)")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown decoder backend {backend!r}; expected one of {BACKENDS}")
+    data = bytes(data)
+    header = sniff_header(data)
+    if backend == "auto":
+        backend = DEFAULT_BACKENDS.get(header.format, "pillow") if header is not None else "pillow"
+        if header is not None and header.format == "png" and header.bit_depth == 16 and header.components >= 3:
+            backend = "opencv"  # Pillow reads 16-bit colour PNGs as 8-bit; OpenCV keeps the 16 bits
     if backend == "pillow":
-        arr = _decode_pillow(bytes(data), name, max_pixels, background, draft_size)
-    elif backend == "opencv":
-        arr = _decode_opencv(bytes(data), name, max_pixels, background)
+        arr = _decode_pillow(data, name, max_pixels, background, draft_size, header)
     else:
-        raise ValueError(f"unknown decoder backend {backend!r}; expected 'pillow' or 'opencv'")
+        arr = _decode_opencv(data, name, max_pixels, background, draft_size, header)
     return _to_channels(arr, channels)
