@@ -306,3 +306,12 @@ def test_every_fashion_mnist_member_decodes_like_the_extracted_png(fashion_mnist
         on_disk = np.asarray(Image.open(fashion_mnist_dir.parent / m.locations[i]))
         np.testing.assert_array_equal(batch[-1][:, :, 0], on_disk)
     assert total == 70_000 and not skipped
+
+
+def test_mnist_train_csv_read_inside_the_real_archive():
+    archive = SHARED / "mnist.tar.gz"
+    if not archive.exists():
+        pytest.skip(f"{archive} is absent (real datasets live in ../shared/datasets)")
+    m = read_dataset(archive, inner="mnist/train.csv")
+    assert len(m) == 60_000 and m.num_classes == 10 and not m.skipped
+    assert m.locations[0].startswith("mnist/train/") and m.load(0).shape == (28, 28, 1)
