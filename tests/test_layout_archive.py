@@ -90,6 +90,21 @@ def test_archive_storages_pickle_without_handles_and_reopen(tree_archive):
     assert clone.read(0) == first and clone.read(len(m) - 1) == m.read(len(m) - 1)
 
 
+def _first_and_last(manifest):
+    return manifest.read(0), manifest.read(len(manifest) - 1)
+
+
+def test_archive_manifests_are_read_in_another_process(tmp_path):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    manifests = [read_dataset(make_zip(tmp_path / "d.zip", TREE)), read_dataset(make_tar(tmp_path / "d.tar.gz", TREE)),
+                 read_dataset(make_tar(tmp_path / "d.tar", TREE, mode="w"))]
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(_first_and_last, manifests))
+    assert results == [_first_and_last(m) for m in manifests]
+
+
 def test_compressed_tar_reads_past_the_memory_limit_by_seeking(tmp_path):
     path = make_tar(tmp_path / "d.tar.gz", TREE)
     kept = read_archive_layout(path)

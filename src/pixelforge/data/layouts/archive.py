@@ -249,13 +249,13 @@ class TarStorage(ArchiveStorage):
             )
         self._index = index
         self._blob = blob if capture else None
-        self._pid = os.getpid()
 
     def _ensure_blob(self) -> None:
-        # A fresh process (unpickled storage) re-runs the pass once to get the bytes back.
-        if self.compression is not None and (self._blob is None or self._pid != os.getpid()):
+        # An unpickled storage (another process) re-runs the pass once to get the bytes back;
+        # a forked one inherits them.
+        if self.compression is not None and self._blob is None:
             with self._lock:
-                if self._blob is None or self._pid != os.getpid():
+                if self._blob is None:
                     self._scan()
 
     def read(self, location: str) -> bytes:
@@ -269,10 +269,12 @@ class TarStorage(ArchiveStorage):
         return self._seek_read(location, offset, size)
 
     def _pread(self, location: str, offset: int, size: int) -> bytes:
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDONLY)
-            self._pid = os.getpid()
-        data = os.pread(self._fd, size, offset)
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)  # pread keeps no file position: fork-safe
+        try:
+            data = os.pread(self._fd, size, offset)
+        except OSError as exc:
+            raise PixelforgeError(f"{self.describe(location)}: cannot read ({exc.strerror or exc})") from None
         if len(data) != size:
             raise PixelforgeError(f"{self.describe(location)}: truncated archive member")
         return data
@@ -282,8 +284,9 @@ class TarStorage(ArchiveStorage):
         opener = {"gzip": gzip.open, "bz2": bz2.open, "lzma": lzma.open}[self.compression]
         try:
             with self._lock:
-                if self._stream is None:
+                if self._stream is None or self._pid != os.getpid():  # never share a file position
                     self._stream = opener(self.path, "rb")
+                    self._pid = os.getpid()
                 self._stream.seek(offset)
                 data = self._stream.read(size)
         except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
@@ -293,7 +296,7 @@ class TarStorage(ArchiveStorage):
         return data
 
     def __del__(self):
-        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+        if getattr(self, "_fd", None) is not None:
             try:
                 os.close(self._fd)
             except OSError:
@@ -305,8 +308,13 @@ def open_archive(path, **limits) -> ArchiveStorage:
     file = Path(path)
     if not file.is_file():
         raise LayoutError(f"{path}: no such archive file")
-    if file.stat().st_size == 0:
-        raise LayoutError(f"{path}: empty file (0 bytes), expected a zip or tar archive")
+    try:
+        if file.stat().st_size == 0:
+            raise LayoutError(f"{path}: empty file (0 bytes), expected a zip or tar archive")
+        with open(file, "rb"):
+            pass
+    except OSError as exc:
+        raise LayoutError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if zipfile.is_zipfile(file):
         limits.pop("memory_limit", None)
         return ZipStorage(file, **limits)

@@ -98,13 +98,16 @@ def _open(path: str, storage: Storage | None) -> tuple[io.TextIOBase, int]:
     file = Path(path)
     if not file.is_file():
         raise LayoutError(f"{path}: no such CSV file")
-    if file.stat().st_size == 0:
-        raise LayoutError(f"{path}: empty file (0 bytes), expected a CSV with a header row")
-    lines = 1
-    with open(file, "rb") as raw:
-        for block in iter(lambda: raw.read(1 << 20), b""):
-            lines += block.count(b"\n")
-    return open(file, encoding="utf-8-sig", newline=""), lines
+    try:
+        if file.stat().st_size == 0:
+            raise LayoutError(f"{path}: empty file (0 bytes), expected a CSV with a header row")
+        lines = 1
+        with open(file, "rb") as raw:
+            for block in iter(lambda: raw.read(1 << 20), b""):
+                lines += block.count(b"\n")
+        return open(file, encoding="utf-8-sig", newline=""), lines
+    except OSError as exc:
+        raise LayoutError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def read_csv_layout(

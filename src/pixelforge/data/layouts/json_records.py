@@ -44,9 +44,12 @@ def _load(path: str, storage: Storage | None, source: str):
         file = Path(path)
         if not file.is_file():
             raise LayoutError(f"{path}: no such JSON file")
-        if file.stat().st_size > MAX_JSON_BYTES:
-            raise LayoutError(f"{path}: {file.stat().st_size:,} bytes is over the JSON size limit of {MAX_JSON_BYTES:,}")
-        data = file.read_bytes()
+        try:
+            if file.stat().st_size > MAX_JSON_BYTES:
+                raise LayoutError(f"{path}: {file.stat().st_size:,} bytes is over the JSON size limit of {MAX_JSON_BYTES:,}")
+            data = file.read_bytes()
+        except OSError as exc:
+            raise LayoutError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not data.strip():
         raise LayoutError(f"{source}: empty file, expected a JSON list of records or a {{label: [paths]}} mapping")
     if len(data) > MAX_JSON_BYTES:
