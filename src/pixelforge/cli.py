@@ -272,7 +272,7 @@ def experiment_curation(
     epochs: Annotated[int, typer.Option(help="Epochs per model (the material: 10).")] = 10,
     batch_size: Annotated[int, typer.Option(help="Batch size (the material: 32).")] = 32,
     seed: Annotated[int, typer.Option(help="Seed for sampling, initialization, shuffling and augmentation.")] = 0,
-    quick: Annotated[bool, typer.Option(help="Smoke test: 3,000 training / 500 test images, at most 2 epochs.")] = False,
+    quick: Annotated[bool, typer.Option(help="Smoke test: 1,000 training / 200 test images, 1 epoch.")] = False,
     recommend: Annotated[bool, typer.Option(help="Also train with pixelforge's own recommendations.")] = True,
     threshold: Annotated[float, typer.Option(help="Accuracy drop that earns a recommendation.")] = 0.05,
     as_json: JsonOpt = False,
@@ -423,6 +423,220 @@ def augment(
         console.print(f"preview: {summary['preview']}")
     for skip in summary["skipped"][:20]:
         console.print(f"[yellow]skipped[/] {skip['item']}: {skip['reason']}")
+
+
+# ---- training, cross-validation, evaluation, prediction (trainer) ----------------------------------
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Zoo model name (see `pixelforge models`).")]
+EpochsOpt = Annotated[int, typer.Option("--epochs", help="Passes over the training data.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per optimizer step.")]
+OptimizerOpt = Annotated[str, typer.Option("--optimizer", help="auto (the model's default), sgd, adam or rmsprop.")]
+LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate (default: the optimizer's/model's).")]
+MomentumOpt = Annotated[float | None, typer.Option("--momentum", help="Momentum for sgd/rmsprop.")]
+NesterovOpt = Annotated[bool, typer.Option("--nesterov", help="Nesterov momentum (sgd).")]
+DecayOpt = Annotated[float, typer.Option("--weight-decay", help="L2 weight decay added to the gradient.")]
+ScheduleOpt = Annotated[str | None, typer.Option("--schedule", help="step:every=10,factor=0.5 | poly:power=2 | linear | cosine | onecycle.")]
+AugmentOpt = Annotated[str | None, typer.Option("--augment", help='Augmentation, e.g. "rotation_range=15,width_shift_range=0.2,horizontal_flip".')]
+SizeOpt = Annotated[str | None, typer.Option("--size", help="Resize to N or HEIGHTxWIDTH (default: the images' own size).")]
+ChannelsOpt = Annotated[int | None, typer.Option("--channels", help="1 (grayscale) or 3 (RGB); default: the images' own.")]
+StandardizeOpt = Annotated[str | None, typer.Option("--standardize", help="global, channel, pixel (fitted on training data) or sample.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits, weights, shuffling and augmentation.")]
+ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value (repeatable).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: torch's choice).")]
+
+
+def _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads) -> dict:
+    return {"optimizer": optimizer, "lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
+            "schedule": schedule, "augment": augment, "seed": seed, "model_params": parse_options(param),
+            "threads": threads}
+
+
+def _preprocess(size, channels, standardize):
+    from pixelforge.data.preprocess import Preprocess
+    from pixelforge.data.store import parse_size
+
+    return Preprocess(size=parse_size(size), channels=channels, standardize=standardize)
+
+
+@app.command()
+@friendly_errors
+def train(
+    source: Annotated[str, typer.Argument(help="Dataset folder or file (any layout), or an HDF5 store.")],
+    out: Annotated[str, typer.Option("--out", help="Run folder: model, checkpoints, curves, metrics.")],
+    model: ModelOpt = "fmnist_baseline", epochs: EpochsOpt = 10, batch_size: BatchOpt = 32,
+    optimizer: OptimizerOpt = "auto", lr: LrOpt = None, momentum: MomentumOpt = None, nesterov: NesterovOpt = False,
+    weight_decay: DecayOpt = 0.0, schedule: ScheduleOpt = None, augment: AugmentOpt = None, size: SizeOpt = None,
+    channels: ChannelsOpt = None, standardize: StandardizeOpt = None, seed: SeedOpt = 0, param: ParamOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after N epochs without improvement.")] = None,
+    monitor: Annotated[str, typer.Option("--monitor", help="val_loss or val_accuracy: picks the best checkpoint.")] = "val_loss",
+    lr_find: Annotated[bool, typer.Option("--lr-find", help="Only run the LR range test (writes lr_find.png) and suggest an LR.")] = False,
+    threads: ThreadsOpt = None, layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
+):
+    """Train a model; writes the run folder (model.safetensors + model.json, checkpoints, curves, log, metrics)."""
+    from pixelforge.data.read import read_dataset
+    from pixelforge.train.run import lr_find_run, train_run
+    from pixelforge.train.trainer import TrainingInterrupted
+
+    manifest = read_dataset(source, layout=layout, **parse_options(option))
+    options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads)
+    spec = _preprocess(size, channels, standardize)
+    if lr_find:
+        result = lr_find_run(manifest, out, model=model, preprocess=spec, batch_size=batch_size, **options)
+        print_json(result) if as_json else console.print(f"suggested learning rate: {result['suggested_lr']}; plot: {result['plot']}")
+        return
+    try:
+        summary = train_run(manifest, out, model=model, preprocess=spec, epochs=epochs, batch_size=batch_size,
+                            monitor=monitor, early_stopping=early_stopping, resume=resume, progress=not as_json,
+                            console=err_console, **options)
+    except TrainingInterrupted as exc:
+        fail(f"{exc}; resume with the same command plus --resume", code=130)
+    if as_json:
+        print_json(summary)
+        return
+    shown = {k: v for k, v in summary["metrics"].items() if "acc" in k or "loss" in k}
+    console.print("  ".join(f"{k} {v:.4f}" for k, v in shown.items()), highlight=False)
+    console.print(f"run folder: {summary['run']} (model.json, model.safetensors, curves.png, log.csv, metrics.json)")
+
+
+@app.command()
+@friendly_errors
+def cv(
+    source: Annotated[str, typer.Argument(help="Dataset (its train split is used when it has one).")],
+    out: Annotated[str, typer.Option("--out", help="Folder for cv.json, curves, box plot.")] = "runs/cv",
+    folds: Annotated[int, typer.Option("--folds", help="Number of folds.")] = 5,
+    model: ModelOpt = "fmnist_baseline", epochs: EpochsOpt = 10, batch_size: BatchOpt = 32,
+    optimizer: OptimizerOpt = "auto", lr: LrOpt = None, momentum: MomentumOpt = None, nesterov: NesterovOpt = False,
+    weight_decay: DecayOpt = 0.0, schedule: ScheduleOpt = None, augment: AugmentOpt = None, size: SizeOpt = None,
+    channels: ChannelsOpt = None, standardize: StandardizeOpt = None, seed: SeedOpt = 1, param: ParamOpt = None,
+    threads: ThreadsOpt = None, layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
+):
+    """Stratified, shuffled, seeded k-fold cross-validation: accuracy mean ± std, per-fold curves, box plot."""
+    from pixelforge.data.read import read_dataset
+    from pixelforge.train.callbacks import ProgressBar
+    from pixelforge.train.crossval import cross_validate
+
+    manifest = read_dataset(source, layout=layout, **parse_options(option))
+    data = manifest.split("train") if "train" in manifest.split_names else manifest
+    options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads)
+    options.pop("seed")
+    report = cross_validate(data, _preprocess(size, channels, standardize), folds=folds, seed=seed, epochs=epochs,
+                            batch_size=batch_size, out_dir=out, model=model, verbose=not as_json,
+                            console=err_console, callbacks_for=None if as_json else lambda f: [ProgressBar(err_console)],
+                            **options)
+    if as_json:
+        print_json({k: v for k, v in report.items() if k != "histories"})
+        return
+    for fold in report["per_fold"]:
+        console.print(f"fold {fold['fold']}: accuracy {fold['accuracy']:.2%} ({fold['seconds']:.0f} s)")
+    console.print(f"[bold]{report['summary']}[/]")
+    console.print(f"report: {report['files']['report']}, curves: {report['files']['curves']}, box plot: {report['files']['boxplot']}")
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    run: Annotated[str, typer.Argument(help="Run folder (or its model.json).")],
+    source: Annotated[str, typer.Argument(help="Labelled dataset to evaluate on (its test split when it has one).")],
+    out: Annotated[str | None, typer.Option("--out", help="Report folder (default: RUN/evaluation).")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Split to use (default: test if present, else all).")] = None,
+    layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
+):
+    """Accuracy, per-class precision/recall/F1, confusion matrix (PNG + text), most confidently wrong images."""
+    from pixelforge.data.read import read_dataset
+    from pixelforge.train import load_model
+    from pixelforge.train.evaluation import evaluate_model, report_dir
+
+    model = load_model(run)
+    manifest = read_dataset(source, layout=layout, **parse_options(option))
+    split = split or ("test" if "test" in manifest.split_names else None)
+    data = manifest.split(split) if split else manifest
+    if len(data) == 0:
+        fail(f"{source}: no images in split {split!r}; splits are {manifest.split_names or 'none'}")
+    report = evaluate_model(model, data, out or report_dir(run))
+    if as_json:
+        print_json(report)
+        return
+    console.print(f"[bold]accuracy {report['accuracy']:.2%}[/] on {report['images']:,} images  "
+                  f"macro F1 {report['macro_f1']:.3f}  loss {report['loss']:.4f}")
+    table = Table(title="per class")
+    for column in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, row in report["per_class"].items():
+        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", f"{row['support']:,}")
+    console.print(table)
+    for skip in report["skipped"][:10]:
+        console.print(f"[yellow]skipped[/] {skip['item']}: {skip['reason']}")
+    console.print("files: " + ", ".join(report["files"].values()), highlight=False)
+
+
+@app.command()
+@friendly_errors
+def predict(
+    run: Annotated[str, typer.Argument(help="Run folder (or its model.json).")],
+    images: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns or http(s) URLs.")],
+    top: Annotated[int, typer.Option("--top", "-k", help="Classes to show per image.")] = 3,
+    as_json: JsonOpt = False,
+):
+    """Top-k classes with probabilities; the model's own preprocessing (size, channels, normalization) is applied."""
+    from pixelforge.train import load_model
+    from pixelforge.train.inputs import expand_sources
+
+    model = load_model(run)
+    results = model.predict_files(expand_sources(images), top=top)
+    if as_json:
+        print_json(results)
+    else:
+        for result in results:
+            if "error" in result:
+                console.print(f"[red]{result['source']}[/]: {result['error']}", highlight=False)
+                continue
+            tops = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"])
+            console.print(f"{result['source']}: [bold]{result['prediction']}[/] ({tops})", highlight=False)
+            for note in result["notes"]:
+                console.print(f"  [yellow]note[/] {note}", highlight=False)
+    if any("error" in r for r in results):
+        raise typer.Exit(2)
+
+
+@app.command()
+@friendly_errors
+def export(
+    run: Annotated[str, typer.Argument(help="Run folder (or its model.json).")],
+    onnx: Annotated[str, typer.Option("--onnx", help="Write the model as ONNX here (float NCHW input, normalized).")],
+    probabilities: Annotated[bool, typer.Option("--probabilities", help="Output softmax probabilities instead of logits.")] = False,
+):
+    """Export a trained model to ONNX (input: preprocessed float32 N x C x H x W)."""
+    from pixelforge.models.export import export_onnx
+    from pixelforge.train import load_model
+
+    model = load_model(run)
+    path = export_onnx(model.network, model.input_shape, onnx, probabilities=probabilities)
+    spec = model.preprocess
+    console.print(f"wrote {path}; input images {spec.size[0]}x{spec.size[1]}x{spec.channels}, preprocess as in "
+                  f"{model.path / 'model.json'} (normalize={spec.normalize}, standardize={spec.standardize})")
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out: Annotated[str, typer.Option("--out", help="Run folder to write.")] = "runs/demo",
+    epochs: EpochsOpt = 8, seed: SeedOpt = 1, as_json: JsonOpt = False,
+):
+    """Train, evaluate, save and predict on the embedded Fashion-MNIST sample: offline, about a minute."""
+    from pixelforge.train.demo import run_demo
+
+    result = run_demo(out, epochs=epochs, seed=seed, progress=not as_json, console=err_console)
+    if as_json:
+        print_json(result)
+        return
+    ev = result["evaluation"]
+    console.print(f"[bold]test accuracy {ev['accuracy']:.2%}[/] on {ev['images']} held-out images (macro F1 {ev['macro_f1']:.3f})")
+    for p in result["predictions"]:
+        mark = "[green]right[/]" if p.get("prediction") == p["true"] else "[red]wrong[/]"
+        console.print(f"{p['source']}: predicted {p.get('prediction')} ({p.get('probability', 0):.0%}), true {p['true']} {mark}", highlight=False)
+    console.print(f"model: {result['run']}/model.json + model.safetensors; curves: {result['run']}/curves.png; "
+                  f"reports: {', '.join(ev['files'].values())}", highlight=False)
+    console.print(f"next: pixelforge predict {result['run']} IMAGE.jpg   |   pixelforge evaluate {result['run']} DATASET", highlight=False)
 
 
 if __name__ == "__main__":

@@ -180,19 +180,39 @@ def _decode_into(manifest: Manifest, spec: Preprocess, image_shape, dtype, worke
     return x[:n], rows[:n], skipped
 
 
-def _array_storage_fast_path(manifest: Manifest, spec: Preprocess, image_shape):
-    """Images already held as one array at the right shape: gather them without decoding."""
-    images = getattr(manifest.storage, "images", None)
-    if not isinstance(images, np.ndarray) or images.dtype not in (np.uint8, np.uint16):
+def _stacked_fast_path(manifest: Manifest, spec: Preprocess, image_shape):
+    """Images already stored as one stacked array at the right shape (in memory, or an HDF5 store
+    converted at this size): gather them in a few block reads instead of decoding one by one."""
+    storage = manifest.storage
+    images = getattr(storage, "images", None)
+    key = None
+    if not isinstance(images, np.ndarray) and hasattr(storage, "read_rows"):
+        keys = {loc.partition("#")[0] for loc in manifest.locations[:1000]}
+        if len(keys) == 1 and all("#" in loc for loc in manifest.locations[:1000]):
+            key = keys.pop()
+            try:
+                images = storage.dataset(key)
+            except (KeyError, OSError, PixelforgeError):
+                return None
+    if images is None or getattr(images, "ndim", 0) not in (3, 4) or images.dtype not in (np.uint8, np.uint16):
         return None
     shape = images.shape[1:] if images.ndim == 4 else (*images.shape[1:], 1)
     if tuple(shape) != tuple(image_shape):
         return None
     try:
-        idx = np.asarray([int(loc) for loc in manifest.locations], dtype=np.int64)
+        idx = np.asarray([int(loc.partition("#")[2] if key else loc) for loc in manifest.locations], dtype=np.int64)
     except ValueError:
         return None
-    return images[idx].reshape(len(idx), *image_shape)
+    if key is None:
+        return images[idx].reshape(len(idx), *image_shape)
+    out = np.empty((len(idx), *image_shape), dtype=images.dtype)
+    order = np.argsort(idx, kind="stable")
+    block = 1 << 14
+    for start in range(0, len(order), block):  # sorted rows → contiguous HDF5 reads
+        rows = idx[order[start : start + block]]
+        chunk = storage.read_rows(key, int(rows[0]), int(rows[-1]) + 1)
+        out[order[start : start + block]] = chunk[rows - rows[0]].reshape(len(rows), *image_shape)
+    return out
 
 
 def prepare(
@@ -226,7 +246,7 @@ def prepare(
     if len(data) * int(np.prod(image_shape)) * sample.dtype.itemsize > budget:
         return StreamData(data, spec, classes, image_shape, workers), spec
     y = class_indices(data, classes)
-    x = _array_storage_fast_path(data, spec, image_shape)
+    x = _stacked_fast_path(data, spec, image_shape)
     if x is not None:
         return ArrayData(x, y, classes, [], np.arange(len(data)), data), spec
     x, rows, skipped = _decode_into(data, spec, image_shape, sample.dtype, workers)

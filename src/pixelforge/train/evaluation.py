@@ -1,0 +1,120 @@
+"""Evaluate a saved model on a labelled source: accuracy, per-class precision/recall/F1, the confusion
+matrix (PNG + text), and a montage of the most confidently wrong images; everything also as JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pixelforge.data.manifest import Manifest, Skip
+from pixelforge.errors import PixelforgeError
+from pixelforge.train.data import class_indices
+from pixelforge.train.files import write_json, write_text
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, log loss, per-class precision/recall/F1/support, macro averages, confusion matrix."""
+    k = len(classes)
+    predicted = probs.argmax(1)
+    matrix = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
+    true_pos = np.diag(matrix).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(true_pos / matrix.sum(0))
+        recall = np.nan_to_num(true_pos / matrix.sum(1))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    support = matrix.sum(1)
+    present = support > 0
+    loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean()) if len(labels) else 0.0
+    return {
+        "images": int(len(labels)),
+        "accuracy": float((predicted == labels).mean()) if len(labels) else 0.0,
+        "loss": loss,
+        "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
+        "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                   "support": int(support[i])}
+            for i, name in enumerate(classes)
+        },
+        "classes": list(classes),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def confusion_text(matrix, classes: list[str]) -> str:
+    matrix = np.asarray(matrix)
+    width = max(6, *(len(c) for c in classes), len(str(matrix.max())) + 1)
+    head = "true \\ predicted".ljust(width) + " " + " ".join(c[:width].rjust(width) for c in classes)
+    rows = [c[:width].ljust(width) + " " + " ".join(str(v).rjust(width) for v in row) for c, row in zip(classes, matrix, strict=True)]
+    return "\n".join([head, *rows]) + "\n"
+
+
+def predict_manifest(model, manifest: Manifest, batch_size: int = 512, skipped: list | None = None):
+    """(probabilities, true class indices in the model's order, manifest rows) for a whole Manifest."""
+    from pixelforge.data.loader import iterate_decoded
+    from pixelforge.train.normalize import to_tensor
+
+    truth = class_indices(manifest, model.classes)
+    probs, rows = [], []
+    model.network.eval()
+    with torch.inference_mode():
+        for images, _labels, kept in iterate_decoded(manifest, model.preprocess, batch_size, skipped=skipped):
+            logits = model.network(model.transform(to_tensor(images)))
+            probs.append(torch.softmax(logits.float(), 1).numpy())
+            rows.append(kept)
+    if not probs:
+        raise PixelforgeError(f"{manifest.source or 'data'}: no image could be decoded")
+    rows = np.concatenate(rows)
+    return np.concatenate(probs), truth[rows], rows
+
+
+def confidently_wrong(probs: np.ndarray, labels: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of misclassified images, most confident mistake first."""
+    predicted = probs.argmax(1)
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = probs[wrong, predicted[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")][:limit]
+
+
+def evaluate_model(model, manifest: Manifest, out_dir, montage: int = 24) -> dict:
+    """Evaluate ``model`` (a SavedModel) on ``manifest`` and write the report files into ``out_dir``."""
+    from pixelforge.train.plots import plot_confusion, plot_montage
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    skipped: list[Skip] = []
+    probs, labels, rows = predict_manifest(model, manifest, skipped=skipped)
+    report = classification_metrics(labels, probs, model.classes)
+    report["source"] = manifest.source
+    report["skipped"] = [{"item": s.item, "reason": s.reason} for s in skipped]
+    wrong = confidently_wrong(probs, labels, montage)
+    predicted = probs.argmax(1)
+    report["most_confident_mistakes"] = [
+        {"image": manifest.describe(int(rows[i])), "true": model.classes[labels[i]],
+         "predicted": model.classes[predicted[i]], "probability": float(probs[i, predicted[i]])}
+        for i in wrong
+    ]
+    files = {
+        "metrics": out_dir / "metrics.json",
+        "confusion_png": out_dir / "confusion.png",
+        "confusion_txt": out_dir / "confusion.txt",
+        "mistakes_png": out_dir / "mistakes.png",
+    }
+    report["files"] = {k: str(v) for k, v in files.items()}
+    matrix = np.asarray(report["confusion_matrix"])
+    write_text(files["confusion_txt"], confusion_text(matrix, model.classes))
+    plot_confusion(matrix, model.classes, files["confusion_png"])
+    images = [model.preprocess.load(manifest, int(rows[i])) for i in wrong]
+    captions = [f"true {m['true']}\npred {m['predicted']} {m['probability']:.0%}" for m in report["most_confident_mistakes"]]
+    plot_montage(images, captions, files["mistakes_png"], title="most confidently wrong")
+    write_json(files["metrics"], report)
+    return report
+
+
+def report_dir(run) -> Path:
+    """The default evaluation folder of a run (``RUN/evaluation``), also when given its model.json."""
+    run = Path(run)
+    return (run if run.is_dir() else run.parent) / "evaluation"

@@ -1,0 +1,113 @@
+"""A training run as the ``train`` command does it: pick the splits, train with the standard callbacks
+into a run folder, keep the best model, score it on the test split, write metrics.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pixelforge.data.manifest import Manifest
+from pixelforge.data.preprocess import Preprocess
+from pixelforge.errors import PixelforgeError
+from pixelforge.train.files import write_json
+
+
+def choose_splits(manifest: Manifest, seed: int = 0) -> tuple[Manifest, Manifest, Manifest | None, str]:
+    """(train, validation, test or None, explanation). A pre-split source keeps its splits; a test
+    split doubles as validation when there is no validation split; otherwise a seeded stratified
+    hold-out (20% / 10% / 5% by size) is the validation set."""
+    from pixelforge.data.split import holdout_fraction, train_test_split
+
+    names = manifest.split_names
+    if "train" in names and "validation" in names:
+        test = manifest.split("test") if "test" in names else None
+        return manifest.split("train"), manifest.split("validation"), test, "the source's train/validation splits"
+    if "train" in names and "test" in names:
+        test = manifest.split("test")
+        return manifest.split("train"), test, test, "the source's train split; its test split as validation"
+    pool = manifest.split("train") if "train" in names else manifest
+    fraction = holdout_fraction(len(pool))
+    train, validation = train_test_split(pool.with_splits([""] * len(pool)), seed=seed)
+    return train, validation, None, f"a stratified {fraction:.0%} hold-out (seed {seed}) as validation"
+
+
+def standard_callbacks(run_dir, monitor: str, early_stopping: int | None, progress: bool, console=None) -> list:
+    from pixelforge.train.callbacks import (
+        CSVLogger,
+        EarlyStopping,
+        ModelCheckpoint,
+        ProgressBar,
+        ResumeCheckpoint,
+        TrainingMonitor,
+    )
+
+    run_dir = Path(run_dir)
+    callbacks = [
+        ModelCheckpoint(run_dir, monitor=monitor),
+        ResumeCheckpoint(run_dir),
+        CSVLogger(run_dir / "log.csv"),
+        TrainingMonitor(run_dir),
+    ]
+    if early_stopping is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, patience=early_stopping))
+    if progress:
+        callbacks.append(ProgressBar(console))
+    return callbacks
+
+
+def train_run(manifest: Manifest, run_dir, *, model: str, preprocess: Preprocess, epochs: int = 10,
+              batch_size: int = 32, monitor: str = "val_loss", early_stopping: int | None = None,
+              resume: bool = False, progress: bool = True, console=None, **trainer_options) -> dict:
+    """Train into ``run_dir`` and return the summary (also written to ``run_dir/metrics.json``)."""
+    from pixelforge.train.saved import load_model
+    from pixelforge.train.trainer import Trainer
+
+    run_dir = Path(run_dir)
+    seed = trainer_options.get("seed", 0)
+    train, validation, test, how = choose_splits(manifest, seed)
+    if resume:
+        _check_resumable(run_dir, model)
+    elif (run_dir / "checkpoint" / "last.json").exists():
+        raise PixelforgeError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
+    trainer = Trainer(model, preprocess, console=console, **trainer_options)
+    trainer.log(f"training {model} on {len(train):,} images, validating on {len(validation):,} ({how})")
+    callbacks = standard_callbacks(run_dir, monitor, early_stopping, progress, console)
+    history = trainer.fit(train, validation=validation, epochs=epochs, batch_size=batch_size,
+                          callbacks=callbacks, resume_from=run_dir if resume else None)
+    best = load_model(run_dir)  # the checkpoint-best model is the run's model
+    trainer.network.load_state_dict(best.network.state_dict())
+    metrics = {k: v[-1] for k, v in history.history.items()}
+    metrics.update(best.config.get("metrics", {}))
+    if test is not None:
+        scores = trainer.evaluate(test)
+        metrics.update(test_loss=scores["loss"], test_accuracy=scores["accuracy"], test_images=len(test))
+    trainer.save(run_dir, metrics=metrics)
+    summary = {"run": str(run_dir), "model": model, "splits": how, "train_images": len(train),
+               "validation_images": len(validation), "epochs_run": len(history.epoch), "metrics": metrics,
+               "files": {name: str(run_dir / name) for name in
+                         ("model.json", "model.safetensors", "metrics.json", "history.json", "curves.png", "log.csv")}}
+    write_json(run_dir / "metrics.json", summary)
+    return summary
+
+
+def _check_resumable(run_dir: Path, model: str) -> None:
+    from pixelforge.train.checkpoint import load_training_state
+
+    _, meta = load_training_state(run_dir)
+    saved = (meta.get("run") or {}).get("model")
+    if saved and saved != model:
+        raise PixelforgeError(f"{run_dir} was trained with --model {saved}; resume it with the same model, not {model}")
+
+
+def lr_find_run(manifest: Manifest, run_dir, *, model: str, preprocess: Preprocess, batch_size: int = 32,
+                **trainer_options) -> dict:
+    """The LR range test on the training split; writes ``run_dir/lr_find.png`` and ``lr_find.json``."""
+    from pixelforge.train.lr_find import lr_find
+    from pixelforge.train.trainer import Trainer
+
+    run_dir = Path(run_dir)
+    train, _, _, _ = choose_splits(manifest, trainer_options.get("seed", 0))
+    trainer = Trainer(model, preprocess, **trainer_options)
+    result = lr_find(trainer, train, batch_size=batch_size, plot=run_dir / "lr_find.png")
+    result["plot"] = str(run_dir / "lr_find.png")
+    write_json(run_dir / "lr_find.json", result)
+    return result
