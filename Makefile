@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-slow lint bench install clean
+.PHONY: demo test test-slow lint bench install clean experiment-curation experiment-wild-retrain
 
 $(BIN)/python:
 	$(shell command -v $(PY) >/dev/null 2>&1 && echo $(PY) || echo python3) -m venv $(VENV)
@@ -42,3 +42,16 @@ bench: $(TEST_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The data-curation experiment on MNIST (< 30 min on 2 cores) and the Fashion-MNIST wild-test-and-retrain.
+DATASETS ?= ../shared/datasets
+EXTRACTED ?= /tmp/ds
+$(EXTRACTED)/%/train:
+	mkdir -p $(EXTRACTED) && tar -xzf $(DATASETS)/$*.tar.gz -C $(EXTRACTED)
+
+experiment-curation: $(STAMP) $(EXTRACTED)/mnist/train
+	$(BIN)/pixelforge experiment curation $(EXTRACTED)/mnist --out runs/experiment-curation
+
+experiment-wild-retrain: $(STAMP) $(EXTRACTED)/fashion-mnist/train
+	$(BIN)/pixelforge experiment wild-retrain $(EXTRACTED)/fashion-mnist --model fmnist_baseline \
+		--out runs/experiment-wild-retrain

@@ -49,10 +49,13 @@ def run_info(run) -> dict:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    arch = data.get("architecture") or data.get("model") or {}
-    train = data.get("training") or data.get("train") or {}
-    options = {k: train.get(k) for k in ("epochs", "batch_size", "optimizer", "seed") if train.get(k) is not None}
-    return {"model": arch.get("name") if isinstance(arch, dict) else arch, "options": options,
+    arch = data.get("architecture") or {}
+    train = data.get("training") or {}
+    options = {k: train.get(k) for k in ("epochs", "batch_size", "seed") if train.get(k) is not None}
+    optimizer = train.get("optimizer")
+    if isinstance(optimizer, dict) and optimizer.get("name"):
+        options["optimizer"] = optimizer["name"]
+    return {"model": arch.get("name"), "params": arch.get("params") or {}, "options": options,
             "augment": data.get("augment")}
 
 

@@ -111,16 +111,18 @@ def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "run"
 
 
-def train_setup(setup: Setup, data, run_dir: Path, *, epochs: int, batch_size: int, seed: int):
+def train_setup(setup: Setup, data, run_dir: Path, *, epochs: int, batch_size: int, seed: int,
+                threads: int | None = None):
     """Train one setup with pixelforge's Trainer and save it; returns the loaded SavedModel."""
     from pixelforge.data.preprocess import Preprocess
     from pixelforge.train import Trainer, load_model
 
     x_train, y_train = add_inverted(data["x_train"], data["y_train"], setup.inverted_fraction, seed)
+    names = np.asarray(data["classes"])[y_train]  # class names keep the model's classes = the data's
     trainer = Trainer(setup.model, Preprocess(size=(28, 28), channels=1), optimizer="rmsprop",
-                      augment=setup.augment, seed=seed, model_params=setup.params,
-                      classes=data["classes"])
-    trainer.fit((x_train, y_train), epochs=epochs, batch_size=batch_size)
+                      augment=setup.augment, seed=seed, model_params=setup.params, verbose=False,
+                      threads=threads)
+    trainer.fit((x_train, names), epochs=epochs, batch_size=batch_size)
     trainer.save(run_dir)
     return load_model(run_dir)
 
@@ -136,7 +138,7 @@ def score(saved_model, sets: dict, y_test) -> dict[str, float]:
 # ---- the experiment -----------------------------------------------------------------------------
 def run_curation(source, out_dir, *, epochs: int = 10, batch_size: int = 32, seed: int = 0,
                  quick: bool = False, recommend: bool = True, threshold: float = 0.05,
-                 suite_limit: int = 2000, log=print) -> dict:
+                 suite_limit: int = 2000, threads: int | None = None, log=print) -> dict:
     """Run every setup (and the recommended one), write curation.json and curation.md to ``out_dir``."""
     import torch
 
@@ -147,13 +149,13 @@ def run_curation(source, out_dir, *, epochs: int = 10, batch_size: int = 32, see
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    limits = dict(train_limit=3000, test_limit=500) if quick else {}
+    limits = dict(train_limit=1000, test_limit=200) if quick else {}
     if quick:
-        epochs, suite_limit = min(epochs, 2), min(suite_limit, 300)
+        epochs, suite_limit = 1, min(suite_limit, 200)
     x_train, y_train, x_test, y_test, classes = load_mnist(source, seed=seed, **limits)
     log(f"MNIST: {len(x_train):,} training and {len(x_test):,} test images "
         f"({time.perf_counter() - started:.0f} s to read)")
-    data = {"x_train": x_train, "y_train": y_train, "classes": classes}
+    data = {"x_train": x_train, "y_train": y_train, "classes": classes, "threads": threads}
     sets = derived_test_sets(x_test)
     rows: list[Row] = []
     models = {}
@@ -196,7 +198,8 @@ def run_curation(source, out_dir, *, epochs: int = 10, batch_size: int = 32, see
 def _run_row(setup, data, sets, y_test, out, epochs, batch_size, seed, models, log) -> Row:
     t0 = time.perf_counter()
     run_dir = out / "runs" / slug(setup.label)
-    model = train_setup(setup, data, run_dir, epochs=epochs, batch_size=batch_size, seed=seed)
+    model = train_setup(setup, data, run_dir, epochs=epochs, batch_size=batch_size, seed=seed,
+                        threads=data["threads"])
     models[setup.label] = model
     acc = score(model, sets, y_test)
     row = Row(setup.label, acc["test"], acc["inverted"], acc["shifted"], MATERIAL.get(setup.label),

@@ -30,16 +30,18 @@ RULES: dict[str, tuple[list[tuple[str, tuple]], str]] = {
               "add images whose object is off-centre (cropped or framed differently)"),
     "rotation": ([("rotation_range", ("scale", 1.25, 5, 45))],
                  "add images taken at an angle (tilted camera or object)"),
-    "zoom_in": ([("zoom_range", ("abs1", 0.1, 0.4))], "add close-ups (object filling the frame)"),
-    "zoom_out": ([("zoom_range", ("abs1", 0.1, 0.4))], "add images with the object smaller in the frame"),
-    "brightness": ([("scale_shift.brightness_shift", ("levels", 10, 128)), ("scale_shift", ("const", 0.1))],
+    "zoom_in": ([("zoom_range", ("abs1", 0.1, 0.3))], "add close-ups (object filling the frame)"),
+    "zoom_out": ([("zoom_range", ("abs1", 0.1, 0.3))], "add images with the object smaller in the frame"),
+    "brightness": ([("scale_shift.brightness_shift", ("levels", 10, 64)), ("scale_shift", ("const", 0.1))],
                    "add images under brighter and darker lighting"),
-    "contrast": ([("scale_shift", ("abs1", 0.1, 0.8))], "add low-contrast (washed-out, hazy) images"),
-    "gamma": ([("brightness_range", ("const", [0.7, 1.3])), ("scale_shift", ("const", 0.3))],
+    "contrast": ([("scale_shift", ("abs1", 0.1, 0.5))], "add low-contrast (washed-out, hazy) images"),
+    "gamma": ([("brightness_range", ("const", [0.8, 1.2])), ("scale_shift", ("const", 0.2))],
               "add under- and over-exposed images"),
-    "blur": ([("blur", ("margin", 1.0, 0.5, 3.0))], "add out-of-focus or low-resolution images"),
-    "noise": ([("noise", ("levels", 5, 64))], "add noisy (low-light, high-ISO) images"),
-    "jpeg": ([("jpeg", ("quality", 95))], "add images saved as low-quality JPEG (web, chat apps)"),
+    "blur": ([("blur", ("margin", 1.0, 0.5, 3.0)), ("blur.p", ("const", 0.3))],
+             "add out-of-focus or low-resolution images"),
+    "noise": ([("noise", ("levels", 5, 48)), ("noise.p", ("const", 0.3))], "add noisy (low-light, high-ISO) images"),
+    "jpeg": ([("jpeg", ("quality", 95)), ("jpeg.p", ("const", 0.3))],
+             "add images saved as low-quality JPEG (web, chat apps)"),
     "thicken": ([("dilate", ("const", 0.3))],
                 "add images drawn with thicker pens or strokes (or dilated copies of the training images)"),
     "thin": ([("erode", ("const", 0.3))],
@@ -107,11 +109,17 @@ def _accepted(key: str, value, supported: set[str] | None) -> bool:
 
 
 def _failing_level(entry: dict, threshold: float, cover: int):
-    failing = sorted(int(s) for s, v in entry["severities"].items() if v["drop"] > threshold)
-    if not failing:
-        return None, None
+    """The severity to train against: the largest failing one up to ``cover`` (severities beyond it
+    are extreme and expected to fail, so they alone trigger nothing — unless only those were run)."""
+    tested = sorted(int(s) for s in entry["severities"])
+    failing = [s for s in tested if entry["severities"][str(s)]["drop"] > threshold]
     within = [s for s in failing if s <= cover]
-    severity = max(within) if within else min(failing)
+    if within:
+        severity = max(within)
+    elif failing and min(tested) > cover:
+        severity = min(failing)
+    else:
+        return None, None
     return severity, entry["severities"][str(severity)]["level"]
 
 
@@ -139,7 +147,7 @@ def recommend(report: dict, threshold: float = 0.05, cover: int = 3) -> list[dic
             "augment": augment,
             "data": advice,
         })
-    out.sort(key=lambda r: -r["max_drop"])
+    out.sort(key=lambda r: (-r["drop"], -r["max_drop"]))
     return out
 
 

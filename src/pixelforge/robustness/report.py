@@ -79,8 +79,11 @@ def example_grid(image: np.ndarray, report: dict, seed: int = 0) -> bytes:
     for r, name in enumerate(names):
         for c in range(cols):
             ax = axes[r][c]
-            ax.axis("off")
-            if c <= len(CORRUPTIONS[name].levels):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c > len(CORRUPTIONS[name].levels):
+                ax.axis("off")
+            else:
                 out = corrupt(name, image[None], c, np.random.default_rng(seed))[0]
                 ax.imshow(_tile(out), cmap="gray" if gray else None, vmin=0, vmax=255)
             if c == 0:

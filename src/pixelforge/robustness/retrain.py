@@ -32,11 +32,12 @@ def load_split_arrays(source, size=None, channels=None, train_limit=None, test_l
     return (*out, list(manifest.classes), spec)
 
 
-def _train(model, params, spec, classes, x, y, augment, epochs, batch_size, seed, run_dir):
+def _train(model, params, spec, classes, x, y, augment, epochs, batch_size, seed, run_dir, threads=None):
     from pixelforge.train import Trainer, load_model
 
-    trainer = Trainer(model, spec, augment=augment, seed=seed, model_params=params or {}, classes=classes)
-    trainer.fit((x, y), epochs=epochs, batch_size=batch_size)
+    trainer = Trainer(model, spec, augment=augment, seed=seed, model_params=params or {}, verbose=False,
+                      threads=threads)
+    trainer.fit((x, np.asarray(classes)[y]), epochs=epochs, batch_size=batch_size)
     trainer.save(run_dir)
     return load_model(run_dir)
 
@@ -44,7 +45,7 @@ def _train(model, params, spec, classes, x, y, augment, epochs, batch_size, seed
 def run_wild_retrain(source, out_dir, *, model: str = "fmnist_baseline", params: dict | None = None,
                      size=None, channels=None, epochs: int = 10, batch_size: int = 32, seed: int = 0,
                      threshold: float = 0.1, suite_limit: int = 2000, train_limit=None, test_limit=None,
-                     augment: str | None = None, log=print) -> dict:
+                     augment: str | None = None, threads: int | None = None, log=print) -> dict:
     """Baseline → wild suite → recommended ``--augment`` → retrained model → wild suite again.
 
     ``augment`` overrides the recommended spec (to compare a hand-picked one). Writes
@@ -60,7 +61,7 @@ def run_wild_retrain(source, out_dir, *, model: str = "fmnist_baseline", params:
     x_train, y_train, x_test, y_test, classes, spec = load_split_arrays(
         source, size, channels, train_limit, test_limit, seed)
     log(f"{source}: {len(x_train):,} training and {len(x_test):,} test images")
-    common = dict(epochs=epochs, batch_size=batch_size, seed=seed)
+    common = dict(epochs=epochs, batch_size=batch_size, seed=seed, threads=threads)
     t0 = time.perf_counter()
     base = _train(model, params, spec, classes, x_train, y_train, None, run_dir=out / "runs" / "baseline", **common)
     base_seconds = time.perf_counter() - t0
