@@ -103,6 +103,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     monkeypatch.setenv("PIXELFORGE_CACHE", str(tmp_path / "cache"))
+    for name in ("no_proxy", "NO_PROXY"):  # a proxy set in the environment must not see local requests
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
     Handler.hits.clear()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
@@ -167,6 +169,7 @@ def test_server_errors_fail_after_the_retry_and_client_errors_do_not_retry(serve
 
 def test_refused_connection_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PIXELFORGE_CACHE", str(tmp_path))
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
     with pytest.raises(PixelforgeError, match="cannot connect"):
         fetch("http://127.0.0.1:9/x.png", timeout=1)
 
