@@ -221,3 +221,20 @@ def test_cli_lists_the_zoo_and_shows_a_layer_table(tmp_path):
     assert table.exit_code == 0 and "Total params: 52,650" in table.stdout
     bad = runner.invoke(app, ["models", "show", "lenet", "--input", "8x8x1"])
     assert bad.exit_code == 2 and "at least 16x16" in bad.output
+
+
+def test_pooling_before_relu_gives_kerass_conv_relu_pool_outputs_and_gradients():
+    torch.manual_seed(0)
+    model = build_model("fmnist_baseline", (1, 28, 28), 10)
+    conv, fc1, fc2 = (m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    x, y = torch.randn(6, 1, 28, 28), torch.arange(6)
+    keras_order = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                                      fc1, torch.nn.ReLU(), fc2)
+    grads = []
+    for net in (model, keras_order):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(model(x), keras_order(x))
+    for ours, theirs in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, theirs)

@@ -6,6 +6,8 @@ Keras equivalent (the baseline protocol; SGD lr 0.01 momentum 0.9)::
     Dense(100, activation="relu", kernel_initializer="he_uniform"); Dense(10, activation="softmax")
 
 The output layer keeps Keras' default glorot_uniform; ``kernel_initializer`` sets the hidden layers.
+ReLU runs after the pool: max and ReLU commute (ReLU is monotone), so outputs and gradients are the
+same as Keras' conv-relu-pool, with a quarter of the activation work (this model is benchmarked).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class FashionBaseline(ZooModel):
         out_h, out_w = require_size("fmnist_baseline", input_shape, OPS)
         init = self.kernel_initializer
         self.features = nn.Sequential(
-            conv(input_shape[0], filters, 3, init), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten()
+            conv(input_shape[0], filters, 3, init), nn.MaxPool2d(2), nn.ReLU(inplace=True), nn.Flatten()
         )
         self.classifier = nn.Sequential(
             dense(filters * out_h * out_w, units, init), nn.ReLU(inplace=True),
