@@ -46,7 +46,7 @@ def lr_find(trainer, train, start_lr: float = 1e-7, end_lr: float = 10.0, steps:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                value = float(loss)
+                value = float(loss.detach())
                 average = smoothing * average + (1 - smoothing) * value
                 smoothed = average / (1 - smoothing ** (step + 1))
                 if not math.isfinite(smoothed):
