@@ -2,7 +2,7 @@
 
 ``fit_arrays`` stores the training images (flattened) and labels in buffers, so a saved model's
 safetensors file holds them and loading needs no code. ``forward`` returns log vote shares, so the
-softmax that turns logits into probabilities everywhere else gives back exactly the vote shares.
+softmax that turns logits into probabilities everywhere else gives back the vote shares (to 1e-7).
 Distances are computed in chunks of training rows, keeping a running top-k, so memory stays bounded by
 ``batch x chunk`` whatever the training set size.
 """
@@ -96,7 +96,8 @@ class KNearestNeighbors(nn.Module):
         return probs / probs.sum(1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.predict_proba(x).log()
+        # Floor at log(1e-7), as Keras clips probabilities, so a class with no votes gives a finite loss.
+        return self.predict_proba(x).clamp_min(1e-7).log()
 
 
 @register("knn", "k-nearest neighbours on raw pixels (no gradient training; stores the training set)")
