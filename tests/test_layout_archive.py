@@ -330,3 +330,14 @@ def test_mnist_train_csv_read_inside_the_real_archive():
     m = read_dataset(archive, inner="mnist/train.csv")
     assert len(m) == 60_000 and m.num_classes == 10 and not m.skipped
     assert m.locations[0].startswith("mnist/train/") and m.load(0).shape == (28, 28, 1)
+
+
+def test_unknown_options_are_clear_errors(tmp_path):
+    path = make_zip(tmp_path / "d.zip", TREE)
+    with pytest.raises(LayoutError, match="take no option 'colour'"):
+        read_dataset(path, colour="red")
+    with_table = make_zip(tmp_path / "t.zip", {"imgs/1.png": png_bytes(1), "t.csv": b"filepath,label\nimgs/1.png,a\n"})
+    with pytest.raises(LayoutError, match="layout 'csv' has no option 'colour'; its options are path_column"):
+        read_dataset(with_table, colour="red")
+    result = CliRunner().invoke(app, ["info", str(with_table), "-o", "colour=red"])
+    assert result.exit_code == 2 and "Traceback" not in result.output

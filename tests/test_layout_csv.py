@@ -292,3 +292,9 @@ def test_cli_bad_csv_exits_2_with_one_line(tmp_path):
     assert "Traceback" not in result.output
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1 and "bad.csv" in message and "UTF-8" in message
+
+
+def test_unknown_reader_option_is_a_clear_error(table_dir):
+    csv = write(table_dir / "t.csv", "filepath,label\n" + rows("cat_0"))
+    with pytest.raises(LayoutError, match="layout 'csv' has no option 'path_col'; its options are path_column"):
+        read_dataset(csv, path_col="file")

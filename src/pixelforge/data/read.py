@@ -13,6 +13,7 @@ Layouts (one module each under ``pixelforge.data.layouts``):
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from pathlib import Path
 
@@ -76,6 +77,19 @@ def detect_layout(source) -> str:
     )
 
 
+def check_options(reader, options: dict, layout: str) -> None:
+    """Refuse reader options a layout does not take (instead of a TypeError), naming those it does."""
+    params = inspect.signature(reader).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # the reader passes them on and checks them itself
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        accepted = [n for n, p in params.items() if p.default is not inspect.Parameter.empty]
+        raise LayoutError(
+            f"layout {layout!r} has no option {', '.join(map(repr, unknown))}; its options are {', '.join(accepted)}"
+        )
+
+
 def read_dataset(source, layout: str = "auto", **options) -> Manifest:
     """Read any supported source into a Manifest.
 
@@ -85,6 +99,7 @@ def read_dataset(source, layout: str = "auto", **options) -> Manifest:
     """
     name = detect_layout(source) if layout == "auto" else layout
     reader = layout_reader(name)
+    check_options(reader, options, name)
     if name == "directory":
         from pixelforge.data.storage import FileStorage
 

@@ -339,14 +339,18 @@ def _read_table(storage: ArchiveStorage, member: str, source: str, options: dict
     from pixelforge.data.layouts.arrays import read_npz_layout
     from pixelforge.data.layouts.csv_table import read_csv_layout
     from pixelforge.data.layouts.json_records import read_json_layout
+    from pixelforge.data.read import check_options
 
     lower = member.lower()
     name = f"{source}!{member}"
     if lower.endswith((".csv", ".tsv")):
+        check_options(read_csv_layout, options, "csv")
         return read_csv_layout(member, storage=storage, source=name, **options)
     if lower.endswith(".json"):
+        check_options(read_json_layout, options, "json")
         return read_json_layout(member, storage=storage, source=name, **options)
     if lower.endswith(".npz"):
+        check_options(read_npz_layout, options, "npz")
         return read_npz_layout(storage.read(member), source=name, **options)
     raise LayoutError(f"{name}: cannot read this member as a dataset; expected .csv, .tsv, .json or .npz")
 
@@ -410,16 +414,17 @@ def _detect(storage, files, tables, inner, label_mode, source, options) -> tuple
             directory = read_directory_layout(storage, label_mode=label_mode, source=source)
         except LayoutError as exc:
             directory_error = exc
-    if inner == "directory":
+    if inner == "directory" or (directory is not None and not tables):
         if directory is None:
             raise directory_error
+        if options:
+            raise LayoutError(f"{source}: holds class folders, which take no option {', '.join(map(repr, options))}")
         return directory, "class folders"
     # reader options (path_column=…) mean the caller wants a table read
-    if directory is not None and (directory.num_classes >= 2 or not tables) and not (tables and options):
-        if tables:
-            directory.notes.append(
-                f"the archive also holds {', '.join(tables[:3])}; pass inner='<member>' to read a table instead"
-            )
+    if directory is not None and directory.num_classes >= 2 and not options:
+        directory.notes.append(
+            f"the archive also holds {', '.join(tables[:3])}; pass inner='<member>' to read a table instead"
+        )
         return directory, "class folders"
     if tables:
         depth = min(t.count("/") for t in tables)

@@ -228,11 +228,12 @@ def read_url_layout(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: in
     Paths inside a remote CSV or JSON are resolved against the URL's folder and fetched (and cached)
     on first read, with the same timeout and retry and a per-image size limit.
     """
-    from pixelforge.data.read import layout_reader
+    from pixelforge.data.read import check_options, layout_reader
 
     check_url(url)
     path = fetch(url, timeout=timeout, max_bytes=max_bytes, retries=retries, cache=cache)
     kind = inner_layout or sniff_kind(path, url)
+    check_options(layout_reader(kind), options, kind)
     if kind in ("csv", "json"):
         # the table is read from the cache under its own URL; relative image paths resolve against its folder
         storage = UrlStorage(urljoin(url, "."), timeout=timeout, retries=retries, cache=cache)
