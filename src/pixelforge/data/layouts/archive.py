@@ -211,10 +211,12 @@ class TarStorage(ArchiveStorage):
         index, total, kept = {}, 0, 0
         blob = bytearray()
         capture = self.compression is not None
+        file_size = self.path.stat().st_size
         self.refused = []
         count = 0
         try:
-            with tarfile.open(self.path, mode="r|*") as tar:
+            # compressed: stream (no backward seeks); plain: random access skips member data by seeking
+            with tarfile.open(self.path, mode="r|*" if capture else "r:") as tar:
                 for member in tar:
                     count += 1
                     if member.isdir():
@@ -227,6 +229,8 @@ class TarStorage(ArchiveStorage):
                     elif not member.isfile():
                         kind = "device, fifo or other special member"
                     total += member.size
+                    if kind is None and not capture and member.offset_data + member.size > file_size:
+                        kind = "truncated: the archive ends inside this member"
                     safe = self._check_member(member.name, member.size, total, kind)
                     if safe is None:
                         continue
