@@ -113,6 +113,27 @@ def test_compressed_tar_reads_past_the_memory_limit_by_seeking(tmp_path):
         assert seeking.read(loc) == kept.storage.read(loc)
 
 
+def test_gzip_restart_points_give_random_access(tmp_path):
+    from pixelforge.data.layouts.gzip_index import GzipIndexer
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 4, 1_000_000, dtype=np.uint8).tobytes()  # compressible, not trivial
+    path = tmp_path / "d.gz"
+    # two concatenated gzip members and zero padding, as some tools write them
+    path.write_bytes(gzip.compress(data[:123_457], 1) + gzip.compress(data[123_457:], 1) + b"\0" * 512)
+    indexer = GzipIndexer(path, spacing=20_000)
+    assert b"".join(iter(lambda: indexer.read(7_000), b"")) == data
+    index = indexer.index()
+    assert len(index.points) > 5  # one per 64 KB input chunk once 20 KB of output went by
+    for offset, size in [(0, 10), (999_990, 10), (123_400, 200), (500_000, 400_000), (999_999, 50)]:
+        assert index.read(offset, size) == data[offset : offset + size]
+    path.write_bytes(gzip.compress(data, 1)[:-5000])
+    truncated = GzipIndexer(path)
+    with pytest.raises(EOFError):
+        while truncated.read(65536):
+            pass
+
+
 def test_open_archive_chooses_by_content_not_extension(tmp_path):
     zip_named_tar = make_zip(tmp_path / "d.tar", TREE)
     assert isinstance(open_archive(zip_named_tar), ZipStorage)

@@ -4,8 +4,10 @@
 tar in one sequential pass; for a compressed tar (where a backward seek means decompressing from the
 start again) that same pass keeps the member bytes in memory, up to ``memory_limit`` bytes in all
 (default 1 GiB, or ``$PIXELFORGE_ARCHIVE_MEMORY_MB``), so decoding every image afterwards costs no
-further decompression. Members past the limit are read by seeking in the compressed stream: cheap in
-archive order, slow at random. An uncompressed tar is read with ``os.pread`` at each member's offset.
+further decompression. For a gzip tar the pass also keeps a restart point every 16 MB of output
+(about 40 KB each, see ``gzip_index``), so a member past the limit costs at most 16 MB of
+decompression; for bz2 / xz it is read by seeking in the compressed stream (cheap in archive order,
+slow at random). An uncompressed tar is read with ``os.pread`` at each member's offset.
 
 Member names that are absolute or climb out of the root, links, devices and fifos are refused and
 reported as counted skips (``storage.refused``). Archive bombs are stopped by ``max_total_bytes``
@@ -32,6 +34,7 @@ import zlib
 from pathlib import Path
 
 from pixelforge.data.layouts.directory import is_image_name, read_directory_layout
+from pixelforge.data.layouts.gzip_index import GzipIndexer
 from pixelforge.data.layouts.rows import class_order
 from pixelforge.data.manifest import SPLIT_ALIASES, Manifest, Skip
 from pixelforge.data.storage import Storage, safe_relative_path
@@ -195,13 +198,14 @@ class TarStorage(ArchiveStorage):
     """Members of a tar, plain or compressed; see the module docstring for how reads stay fast."""
 
     kind = "tar"
-    _process_local = ("_blob", "_fd", "_stream", "_pid")
+    _process_local = ("_blob", "_gzip_index", "_fd", "_stream", "_pid")
 
     def __init__(self, path, *, memory_limit: int | None = None, **limits):
         super().__init__(path, **limits)
         self.memory_limit = default_memory_limit() if memory_limit is None else int(memory_limit)
         self.compression = compression_of(self.path)
         self._blob = None  # member bytes kept from the sequential pass (compressed tars only)
+        self._gzip_index = None  # restart points for members past the memory limit (gzip only)
         self._fd = None
         self._stream = None
         self._pid = None
@@ -214,9 +218,12 @@ class TarStorage(ArchiveStorage):
         file_size = self.path.stat().st_size
         self.refused = []
         count = 0
+        # gzip: decompressed here, keeping restart points; other compressions: tarfile's stream mode;
+        # plain: random access, skipping member data by seeking
+        indexer = GzipIndexer(self.path) if self.compression == "gzip" else None
         try:
-            # compressed: stream (no backward seeks); plain: random access skips member data by seeking
-            with tarfile.open(self.path, mode="r|*" if capture else "r:") as tar:
+            with (tarfile.open(fileobj=indexer, mode="r|") if indexer
+                  else tarfile.open(self.path, mode="r|*" if capture else "r:")) as tar:
                 for member in tar:
                     count += 1
                     if member.isdir():
@@ -251,7 +258,11 @@ class TarStorage(ArchiveStorage):
             self.refused.append(
                 Skip(str(self.path), f"archive truncated or corrupt after {count} member(s); the rest is lost ({exc})")
             )
+        finally:
+            if indexer is not None:
+                indexer.close()
         self._index = index
+        self._gzip_index = indexer.index() if indexer is not None and kept < total else None
         self._blob = blob if capture else None
 
     def _ensure_blob(self) -> None:
@@ -284,9 +295,15 @@ class TarStorage(ArchiveStorage):
         return data
 
     def _seek_read(self, location: str, offset: int, size: int) -> bytes:
-        """A member past the memory limit: seek in the decompressed stream (forward is cheap)."""
+        """A member past the memory limit: from the nearest gzip restart point, or by seeking in the
+        decompressed stream (bz2 / xz: cheap forward, a restart from the beginning backward)."""
         opener = {"gzip": gzip.open, "bz2": bz2.open, "lzma": lzma.open}[self.compression]
         try:
+            if self._gzip_index is not None:
+                data = self._gzip_index.read(offset, size)
+                if len(data) != size:
+                    raise PixelforgeError(f"{self.describe(location)}: truncated archive member")
+                return data
             with self._lock:
                 if self._stream is None or self._pid != os.getpid():  # never share a file position
                     self._stream = opener(self.path, "rb")
