@@ -298,3 +298,22 @@ def test_unknown_reader_option_is_a_clear_error(table_dir):
     csv = write(table_dir / "t.csv", "filepath,label\n" + rows("cat_0"))
     with pytest.raises(LayoutError, match="layout 'csv' has no option 'path_col'; its options are path_column"):
         read_dataset(csv, path_col="file")
+
+
+def test_embedded_pixel_csv_of_the_fashion_sample_keeps_counts_splits_and_pixels(tmp_path):
+    from pixelforge.datasets import load_fashion_sample
+
+    sample = load_fashion_sample()
+    images = np.stack([sample.load(i)[:, :, 0] for i in range(len(sample))])
+    path = tmp_path / "fashion.csv"
+    with open(path, "w") as fh:
+        fh.write("label,split," + ",".join(f"pixel{i}" for i in range(784)) + "\n")
+        for label, split, img in zip(sample.labels, sample.splits, images, strict=True):
+            fh.write(f'"{label}",{split},' + ",".join(map(str, img.ravel())) + "\n")
+    m = read_dataset(path)
+    assert m.counts_by_split() == sample.counts_by_split()
+    assert m.classes == sorted(sample.classes) and not m.skipped
+    np.testing.assert_array_equal(m.storage.images, images)
+    result = CliRunner().invoke(app, ["info", str(path), "--json", "--sizes", "10"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["splits"] == {"train": 3000, "test": 600}
