@@ -93,20 +93,25 @@ class ColorMultiply(Op):
         return from_work(to_work(x) * factors, x.dtype, lo, hi)
 
 
-@register
-class Invert(Op):
-    """Negative image (hi + lo - x) with probability p."""
+class ChanceOp(Op):
+    """An op whose only parameter is the probability p that it applies to an image."""
 
-    name = "invert"
     main = "p"
     defaults = {"p": 0.5}
 
     def setup(self, p):
-        self.p = probability("invert p", p)
+        self.p = probability(f"{self.name} p", p)
 
     @property
     def is_identity(self) -> bool:
         return not self.p
+
+
+@register
+class Invert(ChanceOp):
+    """Negative image (hi + lo - x) with probability p."""
+
+    name = "invert"
 
     def __call__(self, x, rng, lo, hi):
         idx = chosen(rng, len(x), self.p)
@@ -120,19 +125,10 @@ class Invert(Op):
 
 
 @register
-class Grayscale(Op):
+class Grayscale(ChanceOp):
     """Replace colour by luma (ITU-R 601: 0.299 R + 0.587 G + 0.114 B) in every channel, with probability p."""
 
     name = "grayscale"
-    main = "p"
-    defaults = {"p": 0.5}
-
-    def setup(self, p):
-        self.p = probability("grayscale p", p)
-
-    @property
-    def is_identity(self) -> bool:
-        return not self.p
 
     def __call__(self, x, rng, lo, hi):
         idx = chosen(rng, len(x), self.p)
