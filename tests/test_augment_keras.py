@@ -189,3 +189,18 @@ def test_script_dataframe_flow(two_class_tree, tmp_path):
     stdout = run_script("dataframe_flow.py", tmp_path / "labels.csv", two_class_tree, out, cwd=tmp_path)
     assert "Found 9 validated image filenames belonging to 2 classes." in stdout
     assert len(list(out.glob("train_*.jpeg"))) == 8  # two batches of 4
+
+
+def test_apply_transform_with_fixed_parameters():
+    img = np.zeros((9, 9, 1), np.float32)
+    img[4, 2] = 255  # a dot left of the centre
+    gen = ImageDataGenerator(fill_mode="constant")
+    turned = gen.apply_transform(img, {"theta": 90})
+    assert turned.shape == img.shape and turned.max() > 200
+    assert tuple(np.argwhere(turned[:, :, 0] > 200)[0]) in {(2, 4), (6, 4)}  # a quarter turn about the centre
+    moved = gen.apply_transform(img, {"ty": -3})  # ty: columns (width); output samples input at col - 3
+    assert tuple(np.argwhere(moved[:, :, 0] > 200)[0]) == (4, 5)
+    mirrored = gen.apply_transform(img, {"flip_horizontal": True, "brightness": 0.5})
+    assert mirrored[4, 6, 0] == 127.5
+    params = ImageDataGenerator(rotation_range=30, horizontal_flip=True).get_random_transform(img.shape, seed=1)
+    assert abs(params["theta"]) <= 30 and params["brightness"] is None and isinstance(params["flip_horizontal"], bool)

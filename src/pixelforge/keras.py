@@ -145,6 +145,52 @@ class ImageDataGenerator:
         batch = self._to_nhwc(np.asarray(x, dtype=self.dtype)[None])
         return self._from_nhwc(self.pipeline(batch, np.random.default_rng(seed)))[0]
 
+    def get_random_transform(self, img_shape, seed=None) -> dict:
+        """One image's random parameters, in Keras' dictionary form (tx shifts rows here, ty columns)."""
+        rng = np.random.default_rng(seed)
+        affine, flip, shift, bright = self.pipeline.ops
+        h, w = (img_shape[1], img_shape[2]) if self.channels_first else (img_shape[0], img_shape[1])
+        zeros = np.zeros(1)
+        theta = rng.uniform(-affine.rotation, affine.rotation, 1) if affine.rotation else zeros
+        from pixelforge.augment.keras_ops import draw_shift
+
+        tx = draw_shift(rng, affine.hshift, 1, h) if np.any(affine.hshift) else zeros
+        ty = draw_shift(rng, affine.wshift, 1, w) if np.any(affine.wshift) else zeros
+        shear = rng.uniform(-affine.shear, affine.shear, 1) if affine.shear else zeros
+        zx, zy = (1.0, 1.0) if affine.zoom == (1.0, 1.0) else rng.uniform(*affine.zoom, 2)
+        horizontal, vertical = flip.draw(rng, 1)
+        return {
+            "theta": float(theta[0]), "tx": float(tx[0]), "ty": float(ty[0]), "shear": float(shear[0]),
+            "zx": float(zx), "zy": float(zy), "flip_horizontal": bool(horizontal[0]),
+            "flip_vertical": bool(vertical[0]),
+            "channel_shift_intensity": float(rng.uniform(-shift.range, shift.range)) if shift.range else None,
+            "brightness": float(rng.uniform(*bright.range)) if bright.range else None,
+        }
+
+    def apply_transform(self, x, transform_parameters: dict):
+        """Apply fixed parameters to one image, e.g. ``{"theta": 40}`` or ``{"flip_horizontal": True}``.
+
+        tx/ty are pixels along rows/columns (height/width), theta/shear degrees, zx/zy zoom factors.
+        """
+        from pixelforge.augment.affine import keras_matrices, warp
+
+        p = transform_parameters
+        img = self._to_nhwc(np.asarray(x, dtype=self.dtype)[None])
+        affine = self.pipeline.ops[0]
+        h, w = img.shape[1:3]
+        m = keras_matrices([p.get("theta", 0)], [p.get("ty", 0)], [p.get("tx", 0)], [p.get("shear", 0)],
+                           [p.get("zx", 1)], [p.get("zy", 1)], h, w)
+        img = warp(img, m, affine.fill_mode, affine.cval, affine.order, affine.engine)
+        if p.get("channel_shift_intensity") is not None:
+            img = np.clip(img + p["channel_shift_intensity"], img.min(), img.max())
+        if p.get("flip_horizontal"):
+            img = img[:, :, ::-1]
+        if p.get("flip_vertical"):
+            img = img[:, ::-1]
+        if p.get("brightness") is not None:
+            img = np.clip(img * p["brightness"], 0, 255)
+        return self._from_nhwc(np.ascontiguousarray(img, dtype=self.dtype))[0]
+
     def standardize(self, x):
         """Normalize one image or a batch: preprocessing_function, rescale, centring, scaling, ZCA."""
         x = np.asarray(x, dtype=self.dtype)
