@@ -122,3 +122,17 @@ def test_undecodable_images_are_skipped_and_reported(unbalanced, tmp_path):
     summary = json.loads(result.stdout)
     assert len(summary["skipped"]) == 1 and "broken.png" in summary["skipped"][0]["item"]
     assert summary["written"] == 11
+
+
+def test_balance_real_photos_clothing5_test_split(clothing5_dir, tmp_path):
+    out = tmp_path / "clothing5-balanced"
+    result = runner.invoke(app, ["augment", str(clothing5_dir / "test"), "--out", str(out), "--balance",
+                                 "--size", "64", "--format", "jpg", "--preview", str(tmp_path / "grid.png"),
+                                 "--augment", "rotation_range=15,width_shift_range=0.1,zoom_range=0.1,horizontal_flip",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    largest = max(read_dataset(clothing5_dir / "test").class_counts().values())
+    assert set(summary["per_class"].values()) == {largest}
+    assert read_dataset(out).class_counts() == summary["per_class"]
+    assert Image.open(tmp_path / "grid.png").size[1] > 8 * 64
