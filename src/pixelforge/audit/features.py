@@ -7,6 +7,19 @@ import cv2
 import numpy as np
 
 HUE_NAMES = ("red", "yellow", "green", "cyan", "blue", "magenta")
+CHUNK = 8192  # thumbnails per vectorized step: keeps float copies to a few tens of MB
+
+
+def chunked(func, thumbs: np.ndarray, *others: np.ndarray, chunk: int = CHUNK):
+    """Apply ``func`` to slices of ``thumbs`` (and aligned arrays), concatenating the outputs, so
+    float32 copies of 70,000 thumbnails never exist at once."""
+    parts = [func(thumbs[s : s + chunk], *(o[s : s + chunk] for o in others)) for s in range(0, len(thumbs), chunk)]
+    first = parts[0]
+    if isinstance(first, tuple):
+        return tuple(np.concatenate([p[k] for p in parts]) for k in range(len(first)))
+    if isinstance(first, dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in first}
+    return np.concatenate(parts)
 
 
 def ring_mask(t: int) -> np.ndarray:
@@ -16,7 +29,7 @@ def ring_mask(t: int) -> np.ndarray:
     return mask
 
 
-def border_features(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _border_features(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features for a border-only model, mean border colour (N, C), border std (N,)).
 
     The features are the thumbnail with its centre blanked, pooled to 8x8 cells, ring cells only.
@@ -35,7 +48,7 @@ def border_features(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return feats, colour, std
 
 
-def object_stats(thumbs: np.ndarray, border_colour: np.ndarray) -> dict[str, np.ndarray]:
+def _object_stats(thumbs: np.ndarray, border_colour: np.ndarray) -> dict[str, np.ndarray]:
     """Where the object is (centroid, size) and its colour: pixels weighted by their distance from the
     image's border colour, a rough foreground map that needs no model."""
     n, t, _, c = thumbs.shape
@@ -75,13 +88,18 @@ def hog_features(thumbs: np.ndarray, cells: int = 4, bins: int = 9, chunk: int =
     out = np.empty((n, cells * cells * bins), np.float32)
     step = t // cells
     for s in range(0, n, chunk):
-        x = thumbs[s : s + chunk].astype(np.float32)
-        g = x.mean(-1) if x.shape[-1] == 3 else x[..., 0]
+        g = thumbs[s : s + chunk].astype(np.float32)  # (m, t, t, C)
         gx = np.zeros_like(g)
         gy = np.zeros_like(g)
         gx[:, :, 1:-1] = g[:, :, 2:] - g[:, :, :-2]
         gy[:, 1:-1, :] = g[:, 2:, :] - g[:, :-2, :]
-        mag = np.sqrt(gx**2 + gy**2)
+        # per pixel, the gradient of the channel where it is strongest (an edge between two colours
+        # of equal brightness still counts, as in Dalal and Triggs' HOG)
+        mag_c = gx**2 + gy**2
+        best = mag_c.argmax(-1)[..., None]
+        gx = np.take_along_axis(gx, best, -1)[..., 0]
+        gy = np.take_along_axis(gy, best, -1)[..., 0]
+        mag = np.sqrt(np.take_along_axis(mag_c, best, -1)[..., 0])
         ang = (np.arctan2(gy, gx) % np.pi) / np.pi * bins
         b = np.minimum(ang.astype(int), bins - 1)
         m = len(g)
@@ -96,15 +114,25 @@ def hog_features(thumbs: np.ndarray, cells: int = 4, bins: int = 9, chunk: int =
     return out
 
 
-def model_features(thumbs: np.ndarray) -> np.ndarray:
-    """Inputs of the quick label model: HOG at two cell sizes, a 16x16 gray image, 4x4 mean colours."""
-    n, t, _, c = thumbs.shape
-    hog = np.concatenate([hog_features(thumbs, cells=4), hog_features(thumbs, cells=8)], 1)
+def _model_features(thumbs: np.ndarray) -> np.ndarray:
+    """Inputs of the quick label model: gradient-orientation histograms on a 4x4 and a 2x2 grid
+    (shape, free of colour and polarity) plus an 8x8 gray image (coarse layout and intensity)."""
+    n, t = thumbs.shape[:2]
     x = thumbs.astype(np.float32) / 255
-    gray = x.mean(-1) if c == 3 else x[..., 0]
-    g16 = gray.reshape(n, 16, t // 16, 16, t // 16).mean((2, 4)).reshape(n, -1) if t % 16 == 0 else np.stack(
-        [cv2.resize(g, (16, 16), interpolation=cv2.INTER_AREA).ravel() for g in gray])
-    parts = [hog, g16]
-    if c == 3 and t % 4 == 0:
-        parts.append(x.reshape(n, 4, t // 4, 4, t // 4, 3).mean((2, 4)).reshape(n, -1))
-    return np.concatenate(parts, 1).astype(np.float32)
+    gray = x.mean(-1) if x.shape[-1] == 3 else x[..., 0]
+    g8 = gray.reshape(n, 8, t // 8, 8, t // 8).mean((2, 4)).reshape(n, -1) if t % 8 == 0 else np.stack(
+        [cv2.resize(g, (8, 8), interpolation=cv2.INTER_AREA).ravel() for g in gray])
+    hog = [hog_features(thumbs, cells=4, bins=12), hog_features(thumbs, cells=2, bins=12)]
+    return np.concatenate([*hog, g8], 1).astype(np.float32)
+
+
+def border_features(thumbs: np.ndarray):
+    return chunked(_border_features, thumbs)
+
+
+def object_stats(thumbs: np.ndarray, border_colour: np.ndarray) -> dict[str, np.ndarray]:
+    return chunked(_object_stats, thumbs, border_colour)
+
+
+def model_features(thumbs: np.ndarray) -> np.ndarray:
+    return chunked(_model_features, thumbs)

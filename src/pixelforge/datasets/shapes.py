@@ -102,12 +102,13 @@ def _draw(kind: str, size: int, rng: np.random.Generator, p: dict, flat_backgrou
         ramp = (np.cos(theta) * xx + np.sin(theta) * yy) * rng.uniform(0, p["gradient"])
         img = base[None, None, :] + ramp[:, :, None]
         img += rng.normal(0, p["texture"], (size, size, 3)).astype(np.float32)
-    bg_luma = float(img.mean())
+    luma = np.array([0.299, 0.587, 0.114], np.float32)  # stand out in gray too, not only in colour
+    bg_luma = float(img.reshape(-1, 3).mean(0) @ luma)
     colour = p["colors"].get(kind) if isinstance(p["colors"], dict) else None
     if colour is None:
-        for _ in range(20):  # a colour that stands out from the background
+        for _ in range(50):
             colour = rng.uniform(0, 255, 3)
-            if abs(colour.mean() - bg_luma) > 55:
+            if abs(float(colour @ luma) - bg_luma) > 50:
                 break
     r = size * rng.uniform(*p["scale"]) / 2
     cx = size / 2 + rng.uniform(-1, 1) * p["position_jitter"] * size

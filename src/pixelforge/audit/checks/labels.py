@@ -1,5 +1,5 @@
 """Label errors by confident learning: out-of-fold predicted probabilities from k-fold cross-validation
-of a quick model (a small MLP on HOG + thumbnail features), then cleanlab lists the likely mislabelled
+of a quick model (a small MLP on gradient-histogram + coarse thumbnail features), then cleanlab lists the likely mislabelled
 images with a suggested label and estimates the label-error rate, set against the 4% bar."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _train_mlp(x, y, k, seed, epochs, hidden=256):
         order = torch.randperm(len(x), generator=gen)
         for s in range(0, len(x), batch):
             idx = order[s : s + batch]
-            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx], weight=weight, label_smoothing=0.05)
+            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx], weight=weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -51,8 +51,8 @@ def out_of_fold_probs(ctx: AuditContext, x: np.ndarray, y: np.ndarray, k: int, f
     threads = torch.get_num_threads()
     torch.set_num_threads(1 if len(x) < 20_000 else max(1, min(2, threads)))
     probs = np.zeros((len(x), k), np.float32)
-    # about 2,500 optimizer steps per fold, between 8 and 60 epochs
-    epochs = int(np.clip(2500 / max(1, len(x) * (folds - 1) / folds / 128), 8, 60)) if len(x) < 20_000 else 6
+    # about 150,000 training examples seen per fold: many epochs on small data, few on large
+    epochs = int(np.clip(150_000 / max(1, len(x) * (folds - 1) / folds), 5, 60))
     epochs = ctx.option("label_epochs", epochs)
     task = ctx.task(f"label model ({folds}-fold)", folds)
     for f, (train, val) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=ctx.seed).split(x, y)):
