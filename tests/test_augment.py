@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -339,3 +341,13 @@ def test_featurewise_fit_streams_batches():
     assert np.allclose(out.std(axis=(0, 1, 2)), 1, atol=1e-3)
     restored = Pipeline.from_spec(pipe.to_dict())
     assert np.allclose(restored(x, np.random.default_rng(0)), out)
+
+
+def test_specs_from_json_and_yaml_files(tmp_path):
+    spec = {"rotation_range": 10, "horizontal_flip": True, "blur.p": 0.2}
+    (tmp_path / "aug.json").write_text(json.dumps(spec))
+    expected = Pipeline.from_spec(spec).to_dict()
+    assert Pipeline.from_spec(str(tmp_path / "aug.json")).to_dict() == expected
+    yaml = pytest.importorskip("yaml")
+    (tmp_path / "aug.yaml").write_text(yaml.safe_dump(spec))
+    assert Pipeline.from_spec(str(tmp_path / "aug.yaml")).to_dict() == expected

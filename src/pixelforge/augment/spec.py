@@ -70,7 +70,7 @@ def parse_value(text: str):
 
 
 def parse_spec(spec) -> dict:
-    """A spec (None, dict, JSON text, path to a .json file, or CLI string) → an ordered dict."""
+    """A spec (None, dict, JSON text, a .json/.yaml file, or CLI string) → an ordered dict."""
     if spec is None:
         return {}
     if isinstance(spec, dict):
@@ -90,6 +90,8 @@ def parse_spec(spec) -> dict:
         return data
     if text.endswith(".json") and Path(text).is_file():
         return parse_spec(Path(text).read_text())
+    if text.endswith((".yaml", ".yml")) and Path(text).is_file():
+        return _read_yaml(Path(text))
     out: dict = {}
     for item in split_items(text):
         key, sep, value = item.partition("=")
@@ -98,6 +100,20 @@ def parse_spec(spec) -> dict:
             raise SpecError(f"empty key in augmentation spec item {item!r}")
         out[key] = parse_value(value) if sep else True
     return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        import yaml
+    except ImportError:
+        raise SpecError(f"{path}: reading YAML specs needs PyYAML (pip install pyyaml), or use JSON") from None
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a YAML augmentation spec must be a mapping")
+    return data
 
 
 # ---- validation helpers used by the ops ---------------------------------------------------------
