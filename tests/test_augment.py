@@ -349,5 +349,5 @@ def test_specs_from_json_and_yaml_files(tmp_path):
     expected = Pipeline.from_spec(spec).to_dict()
     assert Pipeline.from_spec(str(tmp_path / "aug.json")).to_dict() == expected
     yaml = pytest.importorskip("yaml")
-    (tmp_path / "aug.yaml").write_text(yaml.safe_dump(spec))
+    (tmp_path / "aug.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     assert Pipeline.from_spec(str(tmp_path / "aug.yaml")).to_dict() == expected
