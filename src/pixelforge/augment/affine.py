@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
+from pixelforge.augment.base import image_view, lut_in_place
+
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 CV2_BORDERS = {
     "constant": cv2.BORDER_CONSTANT,
@@ -143,8 +145,13 @@ def _cast_like(values: np.ndarray, dtype) -> np.ndarray:
     return values.astype(dtype, copy=False)
 
 
-def warp_opencv(batch: np.ndarray, matrices: np.ndarray, fill_mode="nearest", cval=0.0, order=1) -> np.ndarray:
-    """Apply the matrices image by image with cv2.warpAffine (fast for large photos)."""
+def warp_opencv(batch: np.ndarray, matrices: np.ndarray, fill_mode="nearest", cval=0.0, order=1,
+                tables: np.ndarray | None = None) -> np.ndarray:
+    """Apply the matrices image by image with cv2.warpAffine, straight into the output batch.
+
+    tables: uint8 lookup tables (one per image) applied right after each warp, while the image is
+    still in cache — how point operations that follow the warp (brightness …) ride along for free.
+    """
     n, h, w, c = batch.shape
     flags = (cv2.INTER_LINEAR if order else cv2.INTER_NEAREST) | cv2.WARP_INVERSE_MAP
     border = CV2_BORDERS[fill_mode]
@@ -155,21 +162,34 @@ def warp_opencv(batch: np.ndarray, matrices: np.ndarray, fill_mode="nearest", cv
     border_value = (float(cval),) * 4
 
     def one(i):
-        img = cv2.warpAffine(src[i], cv_m[i], (w, h), flags=flags, borderMode=border, borderValue=border_value)
-        out[i] = img.reshape(h, w, c)
+        dst = image_view(out, i)
+        img = cv2.warpAffine(image_view(src, i), cv_m[i], (w, h), dst=dst, flags=flags, borderMode=border,
+                             borderValue=border_value)
+        if img is not dst and not np.shares_memory(img, dst):  # OpenCV chose to allocate
+            dst[...] = img.reshape(dst.shape)
+        if tables is not None:
+            lut_in_place(dst, tables, i)
 
     for_each_image(one, n, h * w)
     return out
 
 
-def warp(batch: np.ndarray, matrices: np.ndarray, fill_mode="nearest", cval=0.0, order=1, engine="auto") -> np.ndarray:
-    """Warp an NHWC batch; ``engine`` is "batched", "opencv" or "auto" (by image size)."""
+def warp(batch: np.ndarray, matrices: np.ndarray, fill_mode="nearest", cval=0.0, order=1, engine="auto",
+         tables: np.ndarray | None = None) -> np.ndarray:
+    """Warp an NHWC batch; ``engine`` is "batched", "opencv" or "auto" (OpenCV, measured faster).
+
+    tables: optional uint8 lookup tables (per image) applied after the warp (uint8 batches only).
+    """
     if engine == "auto":
         engine = "opencv"
     if engine == "batched":
-        return warp_batched(batch, matrices, fill_mode, cval, order)
+        out = warp_batched(batch, matrices, fill_mode, cval, order)
+        if tables is not None:
+            for i in range(len(out)):
+                lut_in_place(image_view(out, i), tables, i)
+        return out
     if engine == "opencv":
-        return warp_opencv(batch, matrices, fill_mode, cval, order)
+        return warp_opencv(batch, matrices, fill_mode, cval, order, tables)
     raise ValueError(f"engine must be 'auto', 'batched' or 'opencv', got {engine!r}")
 
 

@@ -83,17 +83,41 @@ def from_work(values: np.ndarray, dtype, lo: float, hi: float) -> np.ndarray:
     return values.astype(dtype, copy=False)
 
 
+def lut_tables(luts: np.ndarray) -> np.ndarray:
+    """Float lookup values → uint8 tables, saturating like cv2.convertScaleAbs."""
+    return np.clip(np.rint(luts), 0, 255).astype(np.uint8)
+
+
+def compose_tables(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The table of applying ``first`` then ``second`` (uint8 tables, (N, 256) or (N, C, 256))."""
+    if first.ndim == 2 and second.ndim == 2:
+        return np.take_along_axis(second, first.astype(np.intp), axis=1)
+    channels = max(t.shape[1] for t in (first, second) if t.ndim == 3)
+    first, second = (t if t.ndim == 3 else np.repeat(t[:, None, :], channels, axis=1) for t in (first, second))
+    return np.take_along_axis(second, first.astype(np.intp), axis=2)
+
+
+def lut_in_place(img: np.ndarray, tables: np.ndarray, i: int) -> None:
+    """Apply image i's table(s) to an HW or HWC uint8 view, in place."""
+    table = tables[i]
+    if table.ndim == 2:  # per channel
+        table = table[0] if img.ndim == 2 or img.shape[2] == 1 else np.ascontiguousarray(table.T[:, None, :])
+    cv2.LUT(img, table, dst=img)
+
+
+def image_view(batch: np.ndarray, i: int) -> np.ndarray:
+    """Image i as OpenCV wants it: HW for one channel (a view, so OpenCV writes into the batch)."""
+    return batch[i, :, :, 0] if batch.shape[3] == 1 else batch[i]
+
+
 def apply_luts(x: np.ndarray, luts: np.ndarray) -> np.ndarray:
     """uint8 point operation via one 256-entry table per image ((N, 256)) or per image and channel
     ((N, C, 256)); cv2.LUT is several times faster than float arithmetic on 8-bit images."""
-    tables = np.clip(np.rint(luts), 0, 255).astype(np.uint8)
-    out = np.empty_like(x)
-    shape = x.shape[1:]
-    for i in range(len(x)):
-        table = tables[i] if tables.ndim == 2 else tables[i].T[:, None, :]
-        if tables.ndim == 3 and shape[2] == 1:
-            table = tables[i, 0]
-        out[i] = cv2.LUT(x[i], table).reshape(shape)
+    from pixelforge.augment.affine import for_each_image
+
+    tables = lut_tables(luts)
+    out = x.copy()
+    for_each_image(lambda i: lut_in_place(image_view(out, i), tables, i), len(x), x.shape[1] * x.shape[2])
     return out
 
 

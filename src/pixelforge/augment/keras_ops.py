@@ -16,7 +16,16 @@ import cv2
 import numpy as np
 
 from pixelforge.augment.affine import FILL_MODES, keras_matrices, warp
-from pixelforge.augment.base import LEVELS, Op, apply_luts, from_work, register, to_work
+from pixelforge.augment.base import (
+    LEVELS,
+    Op,
+    apply_luts,
+    compose_tables,
+    from_work,
+    lut_tables,
+    register,
+    to_work,
+)
 from pixelforge.augment.spec import SpecError, interval, number
 
 ENGINES = ("auto", "batched", "opencv")
@@ -107,13 +116,17 @@ class KerasAffine(Op):
         # Keras' apply_affine_transform shifts columns by tx and rows by ty
         return keras_matrices(theta, col, row, shear, zx, zy, height, width)
 
-    def __call__(self, x, rng, lo, hi, flip_before: Flip | None = None, flip_after: Flip | None = None):
-        """Warp the batch. A Flip op right before or after is folded into the same warp: same
-        random draws in the same order, same pixels, one pass instead of two."""
+    def __call__(self, x, rng, lo, hi, flip_before: Flip | None = None, flip_after: Flip | None = None,
+                 point_ops=()):
+        """Warp the batch. A Flip op right before or after, and point operations right after
+        (uint8 lookup tables: brightness, contrast, colour), are folded into the same pass over
+        the pixels: same random draws in the same order, same result."""
         n, h, w = x.shape[:3]
         if self.is_identity or not n:
             for flip in (flip_before, flip_after):
                 x = flip(x, rng, lo, hi) if flip is not None else x
+            for op in point_ops:
+                x = op(x, rng, lo, hi)
             return x
         before = flip_before.draw(rng, n) if flip_before is not None else None
         matrices = self.draw(rng, n, h, w)
@@ -121,7 +134,11 @@ class KerasAffine(Op):
             matrices = mirror(matrices, *before, h, w, side="input")
         if flip_after is not None:
             matrices = mirror(matrices, *flip_after.draw(rng, n), h, w, side="output")
-        return warp(x, matrices, self.fill_mode, self.cval, self.order, self.engine)
+        tables = None
+        for op in point_ops:
+            table = lut_tables(op.uint8_tables(rng, n, x.shape[3]))
+            tables = table if tables is None else compose_tables(tables, table)
+        return warp(x, matrices, self.fill_mode, self.cval, self.order, self.engine, tables)
 
 
 def mirror(matrices: np.ndarray, horizontal, vertical, height: int, width: int, side: str) -> np.ndarray:
@@ -219,12 +236,16 @@ class Brightness(Op):
     def is_identity(self) -> bool:
         return self.range is None or self.range == (1.0, 1.0)
 
+    def uint8_tables(self, rng, n: int, channels: int) -> np.ndarray:
+        """The op as one lookup table per 8-bit image (lets the pipeline fold it into a warp)."""
+        return LEVELS * rng.uniform(self.range[0], self.range[1], n).astype(np.float32)[:, None]
+
     def __call__(self, x, rng, lo, hi):
         if self.is_identity:
             return x
-        factor = rng.uniform(self.range[0], self.range[1], len(x)).astype(np.float32)
         if x.dtype == np.uint8:
-            return apply_luts(x, LEVELS * factor[:, None])
+            return apply_luts(x, self.uint8_tables(rng, len(x), x.shape[3]))
+        factor = rng.uniform(self.range[0], self.range[1], len(x)).astype(np.float32)
         return from_work(to_work(x) * factor[:, None, None, None], x.dtype, lo, hi)
 
 

@@ -46,9 +46,18 @@ class ScaleShift(Op):
     def is_identity(self) -> bool:
         return self.alpha == (1.0, 1.0) and self.beta == (0.0, 0.0)
 
+    def uint8_tables(self, rng, n: int, channels: int) -> np.ndarray:
+        """The op as one lookup table per 8-bit image (lets the pipeline fold it into a warp)."""
+        alpha = rng.uniform(*self.alpha, n).astype(np.float32)[:, None]
+        beta = rng.uniform(*self.beta, n).astype(np.float32)[:, None]
+        luts = LEVELS * alpha + beta
+        return np.abs(luts) if self.params["abs"] else luts
+
     def __call__(self, x, rng, lo, hi):
         if self.is_identity:
             return x
+        if x.dtype == np.uint8:
+            return apply_luts(x, self.uint8_tables(rng, len(x), x.shape[3]))
         n = len(x)
         alpha = per_image(rng.uniform(*self.alpha, n))
         beta = per_image(rng.uniform(*self.beta, n) * level_scale(lo, hi))
@@ -83,13 +92,16 @@ class ColorMultiply(Op):
     def is_identity(self) -> bool:
         return self.range == (1.0, 1.0)
 
+    def uint8_tables(self, rng, n: int, channels: int) -> np.ndarray:
+        """One lookup table per 8-bit image and channel (lets the pipeline fold it into a warp)."""
+        return rng.uniform(*self.range, (n, channels)).astype(np.float32)[:, :, None] * LEVELS
+
     def __call__(self, x, rng, lo, hi):
         if self.is_identity:
             return x
-        factors = rng.uniform(*self.range, (len(x), x.shape[3])).astype(np.float32)
         if x.dtype == np.uint8:
-            return apply_luts(x, factors[:, :, None] * LEVELS)
-        factors = per_image(factors)
+            return apply_luts(x, self.uint8_tables(rng, len(x), x.shape[3]))
+        factors = per_image(rng.uniform(*self.range, (len(x), x.shape[3])).astype(np.float32))
         return from_work(to_work(x) * factors, x.dtype, lo, hi)
 
 
