@@ -330,10 +330,13 @@ def _read_pixels(fh, names, pixel_cols, label_idx, split_idx, *, source, pixel_s
             continue
         values, good = _parse_chunk([line for _, line in kept], usecols, len(names), delimiter)
         if scale is None and len(values):
-            scale = 255.0 if float(values.max()) <= 1.0 and float(values.min()) >= 0.0 else 1.0
-        if scale == 255.0:
-            values = np.round(values * scale)
-        valid = ((values >= 0) & (values <= 255) & (values == np.round(values))).all(axis=1)
+            scale = 255 if values.max() <= 1 and values.min() >= 0 else 1
+        if scale == 255:
+            values = np.round(values.astype(np.float32) * scale)
+        valid = np.ones(len(values), bool) if values.dtype == np.uint8 else ((values >= 0) & (values <= 255)).all(axis=1)
+        if values.dtype.kind == "f":
+            valid &= (values == np.round(values)).all(axis=1)
+        take = []
         for j, (no, line) in enumerate(kept):
             item = f"{source} line {no}"
             if isinstance(good[j], str):
@@ -346,11 +349,12 @@ def _read_pixels(fh, names, pixel_cols, label_idx, split_idx, *, source, pixel_s
             if label is None:
                 skipped.append(Skip(item, f"empty value in label column {names[label_idx]!r}"))
                 continue
-            images[n] = values[good[j]]
+            take.append(good[j])
             labels.append(label)
             split = _field(line, split_idx, len(names), delimiter) if split_idx is not None else ""
             splits.append(clean_label(split) or "")
-            n += 1
+        images[n : n + len(take)] = values[take]
+        n += len(take)
     images = images[:n] if n > 0.9 * n_max else images[:n].copy()
     if pixel_order == "chw" and len(shape) == 3:
         images = images.reshape(n, shape[2], shape[0], shape[1]).transpose(0, 2, 3, 1)
@@ -368,14 +372,15 @@ def _read_pixels(fh, names, pixel_cols, label_idx, split_idx, *, source, pixel_s
 
 
 def _parse_chunk(lines: list[str], usecols, n_fields: int, delimiter: str):
-    """Pixel values of a chunk as float32 rows, and per line either its row number or a skip reason."""
+    """Pixel values of a chunk (uint8, int32 or float32: the narrowest that parses) and, per line,
+    either its row in those values or the reason to skip it."""
     if all(_count_fields(line, delimiter) == n_fields for line in lines):
-        # integers parse several times faster than floats: try them first
-        for dtype in (np.int32, np.float32):
+        # uint8 parses fastest and refuses out-of-range values; then wider ints; floats last
+        for dtype in (np.uint8, np.int32, np.float32):
             try:
                 values = np.loadtxt(lines, delimiter=delimiter, usecols=usecols, dtype=dtype, ndmin=2,
                                     quotechar='"', comments=None)
-                return values.astype(np.float32, copy=False), list(range(len(lines)))
+                return values, list(range(len(lines)))
             except (ValueError, IndexError, OverflowError):
                 continue
     # a bad line in the chunk: parse line by line to find it
