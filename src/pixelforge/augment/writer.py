@@ -110,6 +110,8 @@ def augment_to_dir(
         rng = np.random.default_rng([seed, i])
         if include_originals:
             name = f"{Path(manifest.locations[i]).stem}.{save_format}"
+            if (folder / name).exists():  # same file name in two source folders of one class
+                name = f"{Path(manifest.locations[i]).stem}_{i}.{save_format}"
             write_image(folder / name, to_uint8_image(image), save_format)
             rows_csv.append((f"{folder.name}/{name}", label, manifest.describe(i), i, 0))
             per_class[label] += 1
