@@ -303,14 +303,19 @@ def experiment_wild_retrain(
     threshold: Annotated[float, typer.Option(help="Accuracy drop that earns a recommendation.")] = 0.1,
     limit: Annotated[int, typer.Option(help="Test images in the wild suite (seeded stratified sample; 0 = all).")] = 2000,
     augment: Annotated[str | None, typer.Option(help="Use this --augment spec instead of the recommended one.")] = None,
+    max_clean_drop: Annotated[float, typer.Option(help="Soften the augmentation while validation accuracy drops more.")] = 0.01,
+    attempts: Annotated[int, typer.Option(help="Trainings at most (full, half, quarter strength...).")] = 3,
+    quick: Annotated[bool, typer.Option(help="Smoke test: 1,000 training / 300 test images, 1 epoch.")] = False,
     as_json: JsonOpt = False,
 ):
     """Train, test in the wild, retrain with the recommended augmentation, test again."""
     from pixelforge.robustness.retrain import run_wild_retrain
 
     log = (lambda message: err_console.print(message, highlight=False)) if as_json else console.print
-    result = run_wild_retrain(source, out, model=model, epochs=epochs, batch_size=batch_size, seed=seed,
-                              threshold=threshold, suite_limit=limit or None, augment=augment, log=log)
+    sizes = dict(train_limit=1000, test_limit=300, epochs=1, suite_limit=200) if quick else {}
+    options = dict(epochs=epochs, suite_limit=limit or None) | sizes
+    result = run_wild_retrain(source, out, model=model, batch_size=batch_size, seed=seed, threshold=threshold,
+                              augment=augment, max_clean_drop=max_clean_drop, attempts=attempts, log=log, **options)
     if as_json:
         print_json(result)
         return

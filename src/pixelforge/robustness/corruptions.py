@@ -22,8 +22,10 @@ import numpy as np
 
 from pixelforge.errors import PixelforgeError
 
-# Border pixels whose spread (std, 0-255) is below this count as a uniform background.
-UNIFORM_BORDER_STD = 25.0
+# A background counts as uniform when this share of the border ring is within BORDER_TOLERANCE
+# levels of the ring's median colour (objects may touch the edges, as Fashion-MNIST's trousers do).
+UNIFORM_BORDER_SHARE = 0.6
+BORDER_TOLERANCE = 32
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -33,15 +35,18 @@ def border_colour(img: np.ndarray) -> np.ndarray:
     return np.median(ring.reshape(-1, img.shape[-1]), axis=0)
 
 
-def border_spread(img: np.ndarray) -> float:
-    ring = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]], axis=0).astype(np.float32)
-    return float(ring.std(axis=0).mean())
+def border_agreement(img: np.ndarray) -> float:
+    """Share of the border ring within BORDER_TOLERANCE levels of its median colour."""
+    ring = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]], axis=0).reshape(-1, img.shape[-1])
+    ring = ring.astype(np.float32)
+    close = np.abs(ring - np.median(ring, axis=0)).max(axis=1) <= BORDER_TOLERANCE
+    return float(close.mean())
 
 
 def has_uniform_background(batch: np.ndarray) -> bool:
-    """True when most images of the batch have a uniform border (a plain background)."""
-    spreads = [border_spread(img) for img in batch[: min(len(batch), 64)]]
-    return bool(np.median(spreads) < UNIFORM_BORDER_STD) if spreads else False
+    """True when most images of the batch have a mostly uniform border (a plain background)."""
+    shares = [border_agreement(img) for img in batch[: min(len(batch), 64)]]
+    return bool(np.median(shares) >= UNIFORM_BORDER_SHARE) if shares else False
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:

@@ -205,3 +205,28 @@ def summarize(recommendations: list[dict]) -> list[str]:
             f"{rec['corruption']}: accuracy drops {rec['max_drop']:.1%} at worst; augment {what}; data: {rec['data']}"
         )
     return lines
+
+
+# Parameters that are probabilities or ranges around "no change"; pairs are [low, high] around 1.
+_PAIRS_AROUND_ONE = ("brightness_range",)
+
+
+def soften(augment: dict, factor: float = 0.5) -> dict:
+    """The same augmentation at ``factor`` of its strength: ranges, sigmas, noise levels and
+    probabilities scaled towards "no change" (used when retraining costs too much clean accuracy)."""
+    out = {}
+    for key, value in augment.items():
+        if isinstance(value, bool) or key.endswith(("fill_mode", "interpolation_order", "engine")):
+            out[key] = value
+        elif key in _PAIRS_AROUND_ONE and isinstance(value, list | tuple):
+            out[key] = [round(1 - (1 - value[0]) * factor, 4), round(1 + (value[1] - 1) * factor, 4)]
+        elif key == "jpeg" and isinstance(value, list | tuple):
+            out[key] = [int(round(value[1] - (value[1] - value[0]) * factor)), value[1]]
+        elif isinstance(value, int) and key in ("rotation_range", "noise", "scale_shift.brightness_shift",
+                                                 "channel_shift_range"):
+            out[key] = max(1, int(round(value * factor)))
+        elif isinstance(value, int | float):
+            out[key] = round(value * factor, 4)
+        else:
+            out[key] = value
+    return out
