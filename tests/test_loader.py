@@ -80,7 +80,10 @@ def test_mixed_shapes_name_the_odd_file(tmp_path):
     assert x.shape == (3, 4, 4, 1)
 
 
-def test_auto_executor_policy(tree):
+def test_auto_executor_policy(tree, monkeypatch):
+    import pixelforge.data.loader as loader
+
+    monkeypatch.setattr(loader, "fork_is_safe", lambda: True)
     m = read_dataset(tree)
     assert choose_executor(m, 10, 2) == "thread"  # too few rows to pay for processes
     assert choose_executor(m, 100_000, 2) == "process"  # many small files
@@ -103,3 +106,27 @@ def test_load_arrays_with_nothing_decodable(tmp_path):
     (tmp_path / "e" / "a" / "x.png").write_bytes(b"")
     with pytest.raises(PixelforgeError, match="no image could be decoded"):
         load_arrays(read_dataset(tmp_path / "e"), Preprocess())
+
+
+def test_no_fork_while_another_thread_runs(tree):
+    """A child forked while another thread is inside OpenCV can hang: auto then uses threads."""
+    import threading
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert choose_executor(read_dataset(tree), 100_000, 2) == "thread"
+    finally:
+        release.set()
+        other.join()
+    assert choose_executor(read_dataset(tree), 100_000, 2) == "process"
+
+
+def test_explicit_processes_work_after_opencv_started_its_pool(tree):
+    import cv2
+
+    cv2.resize(np.zeros((2000, 2000, 3), np.uint8), (999, 999), interpolation=cv2.INTER_AREA)
+    m = read_dataset(tree)
+    x, _ = load_arrays(m, Preprocess(size=(5, 5)), executor="process", workers=2, chunk_rows=8)
+    assert x.shape == (69, 5, 5, 1)

@@ -233,11 +233,12 @@ def convert(
     manifest = read_dataset(source, layout=layout, **parse_options(option))
     start = time.perf_counter()
     columns = (TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, disable=as_json, transient=True) as bar:
+    # refreshed per batch, not by rich's timer thread: a lone thread lets the loader fork its workers
+    with Progress(*columns, console=err_console, disable=as_json, transient=True, auto_refresh=False) as bar:
         task = bar.add_task("convert", total=len(manifest))
         summary = write_store(
-            manifest, output, spec, seed=seed, test_size=test_size, on_error=on_error,
-            compression=compression, workers=workers, progress=lambda done, total: bar.update(task, completed=done),
+            manifest, output, spec, seed=seed, test_size=test_size, on_error=on_error, compression=compression,
+            workers=workers, progress=lambda done, total: bar.update(task, completed=done, refresh=True),
         )
     seconds = time.perf_counter() - start
     if as_json:

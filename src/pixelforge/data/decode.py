@@ -27,7 +27,7 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers carry the size
 
 # The backend "auto" uses per format; chosen by ``python -m bench.decode`` (see bench/results/decode.md).
-DEFAULT_BACKENDS = {"png": "opencv", "jpeg": "pillow"}
+DEFAULT_BACKENDS = {"png": "opencv", "jpeg": "opencv"}
 BACKENDS = ("auto", "pillow", "opencv")
 
 
@@ -302,6 +302,8 @@ def decode_image(
         backend = DEFAULT_BACKENDS.get(header.format, "pillow") if header is not None else "pillow"
         if header is not None and header.format == "png" and header.bit_depth == 16 and header.components >= 3:
             backend = "opencv"  # Pillow reads 16-bit colour PNGs as 8-bit; OpenCV keeps the 16 bits
+        if header is not None and header.format == "jpeg" and header.components not in (1, 3):
+            backend = "pillow"  # CMYK/YCCK: only Pillow's draft mode decodes them at reduced scale
     if backend == "pillow":
         arr = _decode_pillow(data, name, max_pixels, background, draft_size, header)
     else:
