@@ -549,9 +549,19 @@ def evaluate(
     source: Annotated[str, typer.Argument(help="Labelled dataset to evaluate on (its test split when it has one).")],
     out: Annotated[str | None, typer.Option("--out", help="Report folder (default: RUN/evaluation).")] = None,
     split: Annotated[str | None, typer.Option("--split", help="Split to use (default: test if present, else all).")] = None,
+    wild: Annotated[bool, typer.Option("--wild", help="Also test on corrupted copies (robustness suite + recommendations).")] = False,
+    wild_dir: Annotated[str | None, typer.Option("--wild-dir", help="Your own images (class folders) evaluated alongside.")] = None,
+    severities: Annotated[str | None, typer.Option("--severities", help="Wild-suite severities, e.g. 1,3,5 or 1-5 (default: all).")] = None,
+    corruptions: Annotated[str | None, typer.Option("--corruptions", help="Comma-separated corruption names (default: all).")] = None,
+    wild_limit: Annotated[int, typer.Option("--wild-limit", help="Test images in the wild suite (seeded sample; 0 = all).")] = 2000,
+    threshold: Annotated[float, typer.Option("--threshold", help="Accuracy drop that earns a recommendation.")] = 0.05,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the corruptions and the sample.")] = 0,
     layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
 ):
-    """Accuracy, per-class precision/recall/F1, confusion matrix (PNG + text), most confidently wrong images."""
+    """Accuracy, per-class precision/recall/F1, confusion matrix (PNG + text), most confidently wrong images.
+
+    With --wild / --wild-dir: the robustness suite (accuracy per corruption and severity, plot, HTML,
+    recommendations and the train command that applies them)."""
     from pixelforge.data.read import read_dataset
     from pixelforge.train import load_model
     from pixelforge.train.evaluation import evaluate_model, report_dir
@@ -563,6 +573,14 @@ def evaluate(
     if len(data) == 0:
         fail(f"{source}: no images in split {split!r}; splits are {manifest.split_names or 'none'}")
     report = evaluate_model(model, data, out or report_dir(run))
+    if wild or wild_dir:  # the robustness suite (pixelforge.robustness)
+        from pathlib import Path
+
+        from pixelforge.robustness.command import wild_evaluate
+
+        report["wild"] = wild_evaluate(model, data, run, source, wild_dir=wild_dir, severities=severities,
+                                       corruptions=corruptions, limit=wild_limit, threshold=threshold, seed=seed,
+                                       out_dir=Path(out or report_dir(run)) / "wild")
     if as_json:
         print_json(report)
         return
@@ -577,6 +595,11 @@ def evaluate(
     for skip in report["skipped"][:10]:
         console.print(f"[yellow]skipped[/] {skip['item']}: {skip['reason']}")
     console.print("files: " + ", ".join(report["files"].values()), highlight=False)
+    if "wild" in report:
+        from pixelforge.robustness.report import print_report
+
+        print_report(report["wild"], console)
+        console.print("wild files: " + ", ".join(report["wild"]["files"].values()), highlight=False)
 
 
 @app.command()
