@@ -241,3 +241,43 @@ def test_recommendations_follow_the_failing_levels():
     assert cmd.startswith("pixelforge train data/mnist --model cnn --epochs 10 --batch-size 32 --out runs/robust")
     if merged:
         assert f"--augment {spec}" in cmd
+
+
+# ---- command line -----------------------------------------------------------------------------
+def test_evaluate_wild_cli_writes_the_report_and_a_train_command_that_runs(tmp_path):
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from pixelforge.cli import app
+    from tests.conftest import write_png
+
+    x, y = bars(n_per_class=12, seed=4)
+    names = ["horizontal", "vertical", "square"]
+    for i, (img, label) in enumerate(zip(x, y, strict=True)):
+        split = "test" if i % 3 == 0 else "train"
+        write_png(tmp_path / "data" / split / names[label] / f"{i}.png", img[..., 0])
+    for i in range(3):
+        write_png(tmp_path / "mine" / names[y[i * 12]] / f"m{i}.png", 255 - x[i * 12, ..., 0])
+    runner = CliRunner()
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", str(tmp_path / "data"), "--out", str(run), "--model", "dnn",
+                                  "--param", "nodes=16", "--epochs", "2", "--json"])
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(app, ["evaluate", str(run), str(tmp_path / "data"), "--wild", "--wild-dir",
+                                 str(tmp_path / "mine"), "--corruptions", "invert,shift,noise",
+                                 "--severities", "1-3", "--threshold", "0.0", "--json"])
+    assert result.exit_code == 0, result.output
+    wild = json.loads(result.stdout)["wild"]
+    assert set(wild["corruptions"]) == {"invert", "shift", "noise"}
+    assert set(wild["corruptions"]["shift"]["severities"]) == {"1", "2", "3"}
+    assert wild["wild"]["images"] == 3
+    assert (run / "evaluation" / "wild" / "report.html").exists()
+    command = wild["train_command"]
+    assert command.startswith(f"pixelforge train {tmp_path / 'data'} --model dnn --epochs 2")
+    assert "--param nodes=16" in command and "--augment" in command
+    again = runner.invoke(app, shlex.split(command)[1:] + ["--json"])
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "run-robust" / "model.json").exists()
+    bad = runner.invoke(app, ["evaluate", str(run), str(tmp_path / "data"), "--wild", "--severities", "x"])
+    assert bad.exit_code == 2 and "--severities" in bad.output

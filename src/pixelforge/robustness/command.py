@@ -55,32 +55,51 @@ def run_info(run) -> dict:
     optimizer = train.get("optimizer")
     if isinstance(optimizer, dict) and optimizer.get("name"):
         options["optimizer"] = optimizer["name"]
+    spec = data.get("preprocess") or {}
+    if spec.get("size"):
+        options["size"] = "x".join(str(v) for v in spec["size"])
+    if spec.get("channels"):
+        options["channels"] = spec["channels"]
     return {"model": arch.get("name"), "params": arch.get("params") or {}, "options": options,
             "augment": data.get("augment")}
 
 
-def wild_evaluate(run, source, *, wild_dir=None, severities=None, corruptions=None, limit=2000,
-                  threshold=0.05, seed=0, out=None, layout="auto", reader_options=None):
-    """Load the run's model and data, run the suite, write its files; returns (report, paths)."""
-    from pixelforge.data.read import read_dataset
-    from pixelforge.robustness.recommend import merged_augment, train_command
+def wild_evaluate(saved_model, data, run, source, *, wild_dir=None, severities=None, corruptions=None,
+                  limit=2000, threshold=0.05, seed=0, out_dir=None) -> dict:
+    """Run the suite for ``pixelforge evaluate --wild`` and write its files into ``out_dir``.
+
+    ``data`` is the Manifest being evaluated; ``severities``/``corruptions`` are the CLI strings.
+    Returns the suite report with ``files`` (paths written) and ``train_command`` (retrain with the
+    recommendations) added.
+    """
+    from pixelforge.robustness.recommend import merged_augment, soften, train_command
     from pixelforge.robustness.report import write_report
     from pixelforge.robustness.suite import iterate_test_batches, run_wild_suite
-    from pixelforge.train import load_model
 
-    saved = load_model(run)
-    data = read_dataset(source, layout=layout, **(reader_options or {}))
-    report = run_wild_suite(saved, data, corruptions=parse_corruptions(corruptions),
+    report = run_wild_suite(saved_model, data, corruptions=parse_corruptions(corruptions),
                             severities=parse_severities(severities), seed=seed, limit=limit or None,
                             threshold=threshold, wild_dir=wild_dir)
     report["model"] = str(run)
     info = run_info(run)
     if report["recommendations"]:
+        name = Path(str(run).rstrip("/"))
+        name = name.parent if name.suffix == ".json" else name
+        params = "".join(f" --param {k}={_param_text(v)}" for k, v in (info.get("params") or {}).items())
         augment = merged_augment(report["recommendations"])
-        out_run = str(Path(str(run).rstrip("/")).with_name(Path(str(run).rstrip("/")).name + "-robust"))
-        report["train_command"] = train_command(str(source), info.get("model"), out_run, augment,
-                                                info.get("options"))
-    out_dir = Path(out) if out else (Path(run) if Path(run).is_dir() else Path(run).parent) / "wild"
-    example = next(iterate_test_batches(saved, data, limit=1, seed=seed), (None,))[0]
-    paths = write_report(report, out_dir, saved_model=saved, example=None if example is None else example[0])
-    return report, paths
+        for key, strength, suffix in (("train_command", 1.0, "-robust"), ("train_command_gentle", 0.25, "-gentle")):
+            report[key] = train_command(str(source), info.get("model"), str(name.with_name(name.name + suffix)),
+                                        soften(augment, strength) if strength != 1 else augment,
+                                        info.get("options")) + params
+    out = Path(out_dir) if out_dir else Path(run) / "wild"
+    first = next(iterate_test_batches(saved_model, data, limit=1, seed=seed), None)
+    report["files"] = write_report(report, out, saved_model=saved_model,
+                                   example=None if first is None else first[0][0])
+    return report
+
+
+def _param_text(value) -> str:
+    import shlex
+
+    if isinstance(value, list | tuple):  # the zoo reads lists as "16,32"
+        return shlex.quote(",".join(str(v) for v in value))
+    return shlex.quote(str(value))

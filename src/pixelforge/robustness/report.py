@@ -198,6 +198,9 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
         parts.append(f"<ul>{items}</ul>")
         if report.get("train_command"):
             parts.append(f"<p>Retrain with:</p><pre><code>{e(report['train_command'])}</code></pre>")
+        if report.get("train_command_gentle"):
+            parts.append("<p>Many stacked augmentations can cost clean accuracy; the same at a quarter of the "
+                         f"strength:</p><pre><code>{e(report['train_command_gentle'])}</code></pre>")
     else:
         parts.append("<p>None: no corruption costs more than the threshold.</p>")
     wild = report.get("wild")
@@ -254,4 +257,7 @@ def print_report(report: dict, console) -> None:
     for line in summarize(report.get("recommendations") or []):
         console.print(f"[yellow]recommend[/] {line}")
     if report.get("train_command"):
-        console.print(f"retrain: [cyan]{report['train_command']}[/]", soft_wrap=True)
+        console.print(f"retrain: [cyan]{report['train_command']}[/]", soft_wrap=True, highlight=False)
+    if report.get("train_command_gentle"):
+        console.print("stacked augmentations can cost clean accuracy; a quarter-strength version: "
+                      f"[cyan]{report['train_command_gentle']}[/]", soft_wrap=True, highlight=False)
