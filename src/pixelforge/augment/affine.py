@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from pixelforge.augment.base import image_view, lut_in_place
+from pixelforge.augment.base import image_view, lookup, lut_in_place
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 CV2_BORDERS = {
@@ -27,24 +27,25 @@ CV2_BORDERS = {
     "reflect": cv2.BORDER_REFLECT,
     "wrap": cv2.BORDER_WRAP,
 }
-# Measured on 2 cores (bench/augment.py): per-image cv2.warpAffine beats the numpy index maps at
-# every size from 28x28 up (about 100k vs 10k img/s at 28x28), so "auto" uses OpenCV and the
-# batched engine stays for exact Keras edges (scipy's constant and wrap rules).
+# Measured on 2 cores (bench/augment.py, policy at 28x28): per-image cv2.warpAffine ~110k img/s at
+# batch 256 and ~73k at batch 32; the whole batch in one cv2.remap over a tall padded image ~55k
+# and ~39k; numpy index maps ~14k-58k; torch grid_sample far slower. So "auto" uses OpenCV, and
+# the numpy engine stays for exact Keras edges (scipy's constant and wrap rules).
 THREAD_MIN_PIXELS = 64 * 64  # larger images are warped on a small thread pool (cv2 drops the GIL)
+WORKERS = min(2, os.cpu_count() or 1)
 _POOL = None
 
 
 def for_each_image(func, n: int, pixels: int) -> None:
     """Run func(i) for every image, on 2 threads for large images (OpenCV releases the GIL)."""
     global _POOL
-    workers = min(2, os.cpu_count() or 1)
-    if pixels < THREAD_MIN_PIXELS or n < 4 or workers < 2:
+    if pixels < THREAD_MIN_PIXELS or n < 4 or WORKERS < 2:
         for i in range(n):
             func(i)
         return
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(workers, thread_name_prefix="pixelforge-augment")
-    chunks = np.array_split(np.arange(n), workers)
+        _POOL = ThreadPoolExecutor(WORKERS, thread_name_prefix="pixelforge-augment")
+    chunks = np.array_split(np.arange(n), WORKERS)
     list(_POOL.map(lambda idx: [func(int(i)) for i in idx], chunks))
 
 
@@ -167,10 +168,14 @@ def warp_opencv(batch: np.ndarray, matrices: np.ndarray, fill_mode="nearest", cv
                              borderValue=border_value)
         if img is not dst and not np.shares_memory(img, dst):  # OpenCV chose to allocate
             dst[...] = img.reshape(dst.shape)
-        if tables is not None:
+        if per_image_tables:
             lut_in_place(dst, tables, i)
 
+    # small images: one vectorized lookup for the whole batch beats a cv2.LUT call per image
+    per_image_tables = tables is not None and h * w >= THREAD_MIN_PIXELS
     for_each_image(one, n, h * w)
+    if tables is not None and not per_image_tables:
+        out = lookup(out, tables)
     return out
 
 

@@ -110,12 +110,22 @@ def image_view(batch: np.ndarray, i: int) -> np.ndarray:
     return batch[i, :, :, 0] if batch.shape[3] == 1 else batch[i]
 
 
+def lookup(x: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    """Apply per-image uint8 tables to a whole batch with one numpy gather (small images)."""
+    images = np.arange(len(x))[:, None, None, None]
+    if tables.ndim == 2:
+        return tables[images, x]
+    return tables[images, np.arange(x.shape[3]), x]
+
+
 def apply_luts(x: np.ndarray, luts: np.ndarray) -> np.ndarray:
     """uint8 point operation via one 256-entry table per image ((N, 256)) or per image and channel
-    ((N, C, 256)); cv2.LUT is several times faster than float arithmetic on 8-bit images."""
-    from pixelforge.augment.affine import for_each_image
+    ((N, C, 256)); table lookups are several times faster than float arithmetic on 8-bit images."""
+    from pixelforge.augment.affine import THREAD_MIN_PIXELS, for_each_image
 
     tables = lut_tables(luts)
+    if x.shape[1] * x.shape[2] < THREAD_MIN_PIXELS:
+        return lookup(x, tables)
     out = x.copy()
     for_each_image(lambda i: lut_in_place(image_view(out, i), tables, i), len(x), x.shape[1] * x.shape[2])
     return out
