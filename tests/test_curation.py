@@ -60,3 +60,34 @@ def test_curation_full_run_has_the_material_shape(mnist_dir, tmp_path):
     assert rec["row"]["inverted"] > rows["CNN [16, 32]"]["inverted"]
     assert rec["row"]["shifted"] > rows["CNN [16, 32]"]["shifted"]
     assert rec["gain"]["mean_corrupted_accuracy"] > 0
+
+
+def test_wild_retrain_softens_until_the_clean_budget_holds(tmp_path):
+    from pixelforge.augment.spec import parse_spec
+    from pixelforge.robustness.recommend import soften
+    from pixelforge.robustness.retrain import run_wild_retrain
+    from tests.conftest import write_png
+    from tests.test_robustness import bars
+
+    x, y = bars(n_per_class=30, seed=5)
+    names = ["horizontal", "vertical", "square"]
+    for i, (img, label) in enumerate(zip(x, y, strict=True)):
+        write_png(tmp_path / "data" / ("test" if i % 3 == 0 else "train") / names[label] / f"{i}.png", img[..., 0])
+    result = run_wild_retrain(tmp_path / "data", tmp_path / "out", model="dnn", params={"nodes": [16]}, epochs=1,
+                              suite_limit=None, augment="rotation_range=20,invert=0.2", max_clean_drop=-1.0,
+                              attempts=2, log=lambda m: None)
+    assert [t["augment"] for t in result["attempts"]] == ["invert=0.2,rotation_range=20", "invert=0.1,rotation_range=10"]
+    assert set(result["checks"]) == {"mean_corrupted_accuracy_rises", "clean_drop_at_most_1_point"}
+    for name in ("wild_retrain.json", "wild_retrain.md", "before/report.html", "after/accuracy.png"):
+        assert (tmp_path / "out" / name).exists(), name
+    assert soften(parse_spec("brightness_range=[0.6,1.4],jpeg=[30,95],noise=40"), 0.5) == {
+        "brightness_range": [0.8, 1.2], "jpeg": [62, 95], "noise": 20}
+
+
+@pytest.mark.slow
+def test_fashion_mnist_retrained_with_the_recommendations_is_more_robust(fashion_mnist_dir, tmp_path):
+    from pixelforge.robustness.retrain import run_wild_retrain
+
+    result = run_wild_retrain(fashion_mnist_dir, tmp_path / "fashion", model="fmnist_baseline")
+    assert result["checks"]["mean_corrupted_accuracy_rises"]
+    assert result["checks"]["clean_drop_at_most_1_point"]

@@ -304,6 +304,7 @@ def experiment_wild_retrain(
     threshold: Annotated[float, typer.Option(help="Accuracy drop that earns a recommendation.")] = 0.1,
     limit: Annotated[int, typer.Option(help="Test images in the wild suite (seeded stratified sample; 0 = all).")] = 2000,
     augment: Annotated[str | None, typer.Option(help="Use this --augment spec instead of the recommended one.")] = None,
+    strength: Annotated[float, typer.Option(help="Start at this fraction of the recommended strength.")] = 1.0,
     max_clean_drop: Annotated[float, typer.Option(help="Soften the augmentation while validation accuracy drops more.")] = 0.01,
     attempts: Annotated[int, typer.Option(help="Trainings at most (full, half, quarter strength...).")] = 3,
     quick: Annotated[bool, typer.Option(help="Smoke test: 1,000 training / 300 test images, 1 epoch.")] = False,
@@ -316,7 +317,8 @@ def experiment_wild_retrain(
     sizes = dict(train_limit=1000, test_limit=300, epochs=1, suite_limit=200) if quick else {}
     options = dict(epochs=epochs, suite_limit=limit or None) | sizes
     result = run_wild_retrain(source, out, model=model, batch_size=batch_size, seed=seed, threshold=threshold,
-                              augment=augment, max_clean_drop=max_clean_drop, attempts=attempts, log=log, **options)
+                              augment=augment, strength=strength, max_clean_drop=max_clean_drop, attempts=attempts,
+                              log=log, **options)
     if as_json:
         print_json(result)
         return

@@ -45,13 +45,13 @@ def _train(model, params, spec, classes, x, y, augment, epochs, batch_size, seed
 def run_wild_retrain(source, out_dir, *, model: str = "fmnist_baseline", params: dict | None = None,
                      size=None, channels=None, epochs: int = 10, batch_size: int = 32, seed: int = 0,
                      threshold: float = 0.1, suite_limit: int = 2000, train_limit=None, test_limit=None,
-                     augment: str | None = None, max_clean_drop: float = 0.01, attempts: int = 3,
+                     augment: str | None = None, strength: float = 1.0, max_clean_drop: float = 0.01, attempts: int = 3,
                      validation_fraction: float = 0.1, threads: int | None = None, log=print) -> dict:
     """Baseline → wild suite → recommended ``--augment`` → retrained model → wild suite again.
 
     If the retrained model loses more than ``max_clean_drop`` accuracy on a validation split held
     out of the training data, the augmentation is softened (half strength) and the model retrained,
-    up to ``attempts`` trainings; the test split is only used to measure. ``augment`` overrides the
+    up to ``attempts`` trainings (``strength`` < 1 starts softer); the test split is only used to measure. ``augment`` overrides the
     recommended spec. Writes wild_retrain.json / .md and the suite reports (before/, after/).
     """
     from pixelforge.augment.spec import parse_spec
@@ -84,7 +84,8 @@ def run_wild_retrain(source, out_dir, *, model: str = "fmnist_baseline", params:
     base_val = accuracy_on(base, x_val, y_val)
     log(f"baseline: validation {base_val:.2%}, wild-suite clean {before['clean']['accuracy']:.1%}, "
         f"mean over corruptions {before['mean_corrupted_accuracy']:.1%}")
-    tried, robust, current = [], None, dict(recommended)
+    tried, robust = [], None
+    current = soften(recommended, strength) if strength != 1 else dict(recommended)
     for attempt in range(max(1, attempts)):
         text = augment_spec(current)
         log(f"retraining with --augment \"{text}\"")
