@@ -205,3 +205,20 @@ def test_html_report_renders_in_headless_chromium(defective, tmp_path):
     assert img.shape[:2] == (3000, 1200)
     colourful = (img.max(-1).astype(int) - img.min(-1)) > 60  # thumbnails and badges, not just text
     assert colourful.mean() > 0.01
+
+
+@pytest.mark.parametrize("max_distance", [3, 6, 10])
+def test_near_pair_index_finds_every_pair_a_brute_force_search_finds(max_distance):
+    from pixelforge.audit.checks.duplicates import near_pairs
+
+    rng = np.random.default_rng(max_distance)
+    hashes = rng.integers(0, 2**63, 400, dtype=np.int64).astype(np.uint64)
+    for k in range(40):  # plant pairs at every distance from 0 to 12 bits
+        flipped = int(hashes[k])
+        for bit in rng.choice(64, k % 13, replace=False):
+            flipped ^= 1 << int(bit)
+        hashes[200 + k] = np.uint64(flipped)
+    dist = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    brute = {(i, j) for i, j in zip(*np.nonzero(dist <= max_distance), strict=True) if i < j}
+    found = {tuple(p) for p in near_pairs(hashes, np.arange(400), max_distance).tolist()}
+    assert found == brute and len(brute) >= 10

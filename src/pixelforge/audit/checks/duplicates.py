@@ -10,7 +10,7 @@ import numpy as np
 from pixelforge.audit.context import AuditContext
 from pixelforge.audit.findings import Finding
 
-NEAR_HAMMING = 6  # of 64 bits; the 8-band index below finds every pair up to 7
+NEAR_HAMMING = 6  # of 64 bits
 NEAR_PIXEL_DIFF = 0.08  # mean absolute difference of standardized thumbnails confirming a near pair
 NEAR_GRAY_DIFF = 10.0  # ... and of the raw thumbnails, in gray levels (a small brightness shift is near)
 
@@ -37,14 +37,15 @@ def _components(pairs: np.ndarray) -> list[list[int]]:
 def near_pairs(phash: np.ndarray, rows: np.ndarray, max_distance: int, block: int = 1024) -> np.ndarray:
     """Pairs (i, j), i < j, of ``rows`` whose hashes differ in at most ``max_distance`` bits.
 
-    Splits the 64-bit hash into 8 bytes; two hashes within 7 bits agree on at least one byte, so only
-    images sharing a byte value are compared (no all-pairs pass over the dataset).
+    Splits the 64 bits into ``max_distance + 1`` bands; two hashes that close agree on at least one
+    whole band (pigeonhole), so only images sharing a band value are compared — never all pairs.
     """
     hashes = phash[rows]
-    as_bytes = hashes.view(np.uint8).reshape(-1, 8)
+    bits = np.unpackbits(hashes.view(np.uint8).reshape(-1, 8), axis=1).astype(np.int64)
+    edges = np.linspace(0, 64, min(64, max_distance + 1) + 1).astype(int)
     found = []
-    for band in range(8):
-        key = as_bytes[:, band]
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        key = bits[:, lo:hi] @ (1 << np.arange(hi - lo, dtype=np.int64))
         order = np.argsort(key, kind="stable")
         bounds = np.flatnonzero(np.diff(key[order])) + 1
         for members in np.split(order, bounds):
