@@ -222,3 +222,26 @@ def test_near_pair_index_finds_every_pair_a_brute_force_search_finds(max_distanc
     brute = {(i, j) for i, j in zip(*np.nonzero(dist <= max_distance), strict=True) if i < j}
     found = {tuple(p) for p in near_pairs(hashes, np.arange(400), max_distance).tolist()}
     assert found == brute and len(brute) >= 10
+
+
+def test_integrity_flags_modes_alpha_16_bit_odd_and_tiny_sizes(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "mixed"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(12):
+            h, w = 60 + int(rng.integers(-4, 5)), 80 + int(rng.integers(-4, 5))
+            Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+    Image.fromarray(rng.integers(0, 255, (60, 80), dtype=np.uint8)).save(root / "a" / "gray.png")
+    Image.fromarray(rng.integers(0, 255, (60, 80, 4), dtype=np.uint8), "RGBA").save(root / "a" / "alpha.png")
+    Image.fromarray(rng.integers(0, 65535, (60, 80), dtype=np.uint16)).save(root / "b" / "deep.png")
+    Image.fromarray(rng.integers(0, 255, (60, 400, 3), dtype=np.uint8)).save(root / "b" / "panorama.png")
+    Image.fromarray(rng.integers(0, 255, (8, 10, 3), dtype=np.uint8)).save(root / "b" / "tiny.png")
+    report = run_audit(root, checks="integrity")
+    m = report.manifest
+    found = {f.code: {m.locations[i] for i in f.images} for f in report.findings}
+    assert found["mixed_modes"] == {"a/gray.png", "b/deep.png"}
+    assert found["alpha"] == {"a/alpha.png"} and found["sixteen_bit"] == {"b/deep.png"}
+    assert found["odd_sizes"] == {"b/panorama.png"} and found["tiny"] == {"b/tiny.png"}
