@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from pixelforge.cli import app
 from pixelforge.errors import PixelforgeError
 from pixelforge.models import build_model, list_models
+from pixelforge.models.base import Flatten
 from pixelforge.models.geometry import parse_input_shape
 from pixelforge.models.initializers import INITIALIZERS, fans, initialize
 from pixelforge.models.summary import draw_diagram, format_summary, summarize, totals
@@ -142,15 +143,23 @@ def test_too_small_inputs_name_the_minimum_size(name, small, minimum):
     build_model(name, (small[0], minimum, minimum), 10).eval()(torch.zeros(1, small[0], minimum, minimum))
 
 
-def test_models_accept_channels_last_inputs():
+def test_models_give_the_same_scores_for_either_memory_format():
     torch.manual_seed(0)
-    for name in ("fmnist_baseline", "cnn", "resnet"):
+    for name in ("fmnist_baseline", "cnn", "resnet", "dnn", "minivggnet"):
         model = build_model(name, (3, 32, 32), 4).eval()
         x = torch.rand(3, 3, 32, 32)
         expected = model(x)
-        model = model.to(memory_format=torch.channels_last)
-        got = model(x.contiguous(memory_format=torch.channels_last))
-        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(model(x.contiguous(memory_format=torch.channels_last)), expected,
+                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(model.to(memory_format=torch.contiguous_format)(x), expected,
+                                   atol=1e-5, rtol=1e-4)
+
+
+def test_flatten_follows_kerass_height_width_channel_order():
+    x = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2)
+    assert Flatten()(x)[0].tolist() == x[0].permute(1, 2, 0).flatten().tolist()
+    conv_out = build_model("cnn", (1, 28, 28), 10).net[:3](torch.rand(2, 1, 28, 28))
+    assert conv_out.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_knn_predicts_its_own_training_points_and_vote_shares():
@@ -229,7 +238,7 @@ def test_pooling_before_relu_gives_kerass_conv_relu_pool_outputs_and_gradients()
     model = build_model("fmnist_baseline", (1, 28, 28), 10)
     conv, fc1, fc2 = (m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
     x, y = torch.randn(6, 1, 28, 28), torch.arange(6)
-    keras_order = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+    keras_order = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.MaxPool2d(2), Flatten(),
                                       fc1, torch.nn.ReLU(), fc2)
     grads = []
     for net in (model, keras_order):

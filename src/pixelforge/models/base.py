@@ -32,6 +32,17 @@ def batch_norm(channels: int, dims: int = 2) -> nn.Module:
     return nn.BatchNorm2d(channels, eps=1e-3) if dims == 2 else nn.BatchNorm1d(channels, eps=1e-3)
 
 
+class Flatten(nn.Module):
+    """Flatten in height, width, channel order, as Keras' Flatten does on its NHWC tensors.
+
+    Dense weights therefore line up with a Keras model's, and on channels-last tensors (what the
+    trainer feeds and the convolutions produce) the flatten is a free view instead of a copy.
+    """
+
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1).flatten(1) if x.dim() == 4 else x.flatten(1)
+
+
 def int_list(value, name: str) -> list[int]:
     """``512``, ``[512, 256]``, ``(16, 32)`` or ``"512,256"`` → a list of positive ints."""
     if isinstance(value, str):

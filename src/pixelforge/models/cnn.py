@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pixelforge.models.base import ZooModel, conv, dense, int_list
+from pixelforge.models.base import Flatten, ZooModel, conv, dense, int_list
 from pixelforge.models.geometry import require_size
 from pixelforge.models.registry import register
 
@@ -30,7 +30,7 @@ class CNN(ZooModel):
             layers += [conv(channels, f, 3, self.kernel_initializer), nn.MaxPool2d(2), nn.ReLU(inplace=True),
                        nn.Dropout(0.25)]
             channels = f
-        layers += [nn.Flatten(), dense(channels * out_h * out_w, num_classes, self.kernel_initializer)]
+        layers += [Flatten(), dense(channels * out_h * out_w, num_classes, self.kernel_initializer)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):

@@ -11,14 +11,14 @@ import math
 
 from torch import nn
 
-from pixelforge.models.base import ZooModel, dense, int_list
+from pixelforge.models.base import Flatten, ZooModel, dense, int_list
 from pixelforge.models.registry import register
 
 
 class DNN(ZooModel):
     def __init__(self, input_shape, num_classes, nodes, dropout, kernel_initializer, l1, l2):
         super().__init__(kernel_initializer, l1, l2)
-        layers: list[nn.Module] = [nn.Flatten()]
+        layers: list[nn.Module] = [Flatten()]
         width, rate = math.prod(input_shape), 0.5
         for n in nodes:
             layers += [dense(width, n, self.kernel_initializer), nn.ReLU(inplace=True)]

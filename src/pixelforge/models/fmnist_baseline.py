@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pixelforge.models.base import ZooModel, conv, dense, positive_int
+from pixelforge.models.base import Flatten, ZooModel, conv, dense, positive_int
 from pixelforge.models.geometry import require_size
 from pixelforge.models.registry import register
 
@@ -27,7 +27,7 @@ class FashionBaseline(ZooModel):
         out_h, out_w = require_size("fmnist_baseline", input_shape, OPS)
         init = self.kernel_initializer
         self.features = nn.Sequential(
-            conv(input_shape[0], filters, 3, init), nn.MaxPool2d(2), nn.ReLU(inplace=True), nn.Flatten()
+            conv(input_shape[0], filters, 3, init), nn.MaxPool2d(2), nn.ReLU(inplace=True), Flatten()
         )
         self.classifier = nn.Sequential(
             dense(filters * out_h * out_w, units, init), nn.ReLU(inplace=True),

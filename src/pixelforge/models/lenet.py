@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pixelforge.models.base import ZooModel, conv, dense, positive_int
+from pixelforge.models.base import Flatten, ZooModel, conv, dense, positive_int
 from pixelforge.models.geometry import require_size
 from pixelforge.models.registry import register
 
@@ -22,7 +22,7 @@ class LeNet(ZooModel):
         self.features = nn.Sequential(
             # pool before ReLU: the same result as conv-relu-pool (ReLU is monotone), less work
             conv(input_shape[0], 20, 5, init), nn.MaxPool2d(2), nn.ReLU(inplace=True),
-            conv(20, 50, 5, init), nn.MaxPool2d(2), nn.ReLU(inplace=True), nn.Flatten(),
+            conv(20, 50, 5, init), nn.MaxPool2d(2), nn.ReLU(inplace=True), Flatten(),
         )
         self.classifier = nn.Sequential(
             dense(50 * out_h * out_w, units, init), nn.ReLU(inplace=True), dense(units, num_classes, init)

@@ -6,14 +6,14 @@ import math
 
 from torch import nn
 
-from pixelforge.models.base import ZooModel, dense
+from pixelforge.models.base import Flatten, ZooModel, dense
 from pixelforge.models.registry import register
 
 
 class Linear(ZooModel):
     def __init__(self, input_shape, num_classes, kernel_initializer, l1, l2):
         super().__init__(kernel_initializer, l1, l2)
-        self.net = nn.Sequential(nn.Flatten(), dense(math.prod(input_shape), num_classes, self.kernel_initializer))
+        self.net = nn.Sequential(Flatten(), dense(math.prod(input_shape), num_classes, self.kernel_initializer))
 
     def forward(self, x):
         return self.net(x)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pixelforge.models.base import ZooModel, batch_norm, conv, dense, int_list, positive_int
+from pixelforge.models.base import Flatten, ZooModel, batch_norm, conv, dense, int_list, positive_int
 from pixelforge.models.geometry import require_size
 from pixelforge.models.registry import register
 
@@ -28,7 +28,7 @@ class MiniVGGNet(ZooModel):
         for f in filters:
             layers += _block(channels, f, init)
             channels = f
-        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.features = nn.Sequential(*layers, Flatten())
         self.classifier = nn.Sequential(
             dense(channels * out_h * out_w, units, init), nn.ReLU(inplace=True), batch_norm(units, dims=1),
             nn.Dropout(0.5), dense(units, num_classes, init),

@@ -11,6 +11,8 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
+
 from pixelforge.errors import PixelforgeError
 
 # One module per architecture under pixelforge.models; importing it registers it.
@@ -93,7 +95,8 @@ def build_model(name: str, input_shape, num_classes: int, **params):
     """Build the named architecture for images of ``input_shape`` (C, H, W) and ``num_classes`` classes.
 
     The model gets ``config`` (enough to rebuild it: name, resolved params, input_shape, num_classes),
-    ``default_optimizer`` and ``default_optimizer_options``.
+    ``default_optimizer`` and ``default_optimizer_options``. Convolutional models come with
+    channels-last weights; they accept inputs in either memory format.
     """
     spec = get_spec(name)
     shape = _check_shape(input_shape)
@@ -106,6 +109,10 @@ def build_model(name: str, input_shape, num_classes: int, **params):
         raise PixelforgeError(f"model {name!r} has no parameter {', '.join(unknown)}; its parameters: {valid}")
     resolved = {**defaults, **params}
     model = spec.builder(shape, num_classes, **resolved)
+    if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        # Channels-last weights make every convolution produce channels-last outputs (the fast layout
+        # on CPU, and what the trainer's NHWC batches already are); the Flatten is then a free view.
+        model.to(memory_format=torch.channels_last)
     model.config = {
         "name": name,
         "params": {k: _jsonable(getattr(model, "resolved_params", {}).get(k, v)) for k, v in resolved.items()},

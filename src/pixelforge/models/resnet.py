@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pixelforge.models.base import ZooModel, batch_norm, conv, dense, positive_int
+from pixelforge.models.base import Flatten, ZooModel, batch_norm, conv, dense, positive_int
 from pixelforge.models.geometry import require_size
 from pixelforge.models.registry import register
 
@@ -48,7 +48,7 @@ class ResNet(ZooModel):
             *stage(w, 2 * w, init), Residual(2 * w, init),
             *stage(2 * w, 4 * w, init),
             *stage(4 * w, 8 * w, init), Residual(8 * w, init),
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+            nn.AdaptiveMaxPool2d(1), Flatten(),
         )
         self.classifier = dense(8 * w, num_classes, init)
         self.scale = 0.125

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pixelforge.models.base import ZooModel, conv, dense, positive_int
+from pixelforge.models.base import Flatten, ZooModel, conv, dense, positive_int
 from pixelforge.models.registry import register
 
 
@@ -14,7 +14,7 @@ class ShallowNet(ZooModel):
         channels, height, width = input_shape
         self.net = nn.Sequential(
             conv(channels, filters, 3, self.kernel_initializer, padding="same"), nn.ReLU(inplace=True),
-            nn.Flatten(), dense(filters * height * width, num_classes, self.kernel_initializer),
+            Flatten(), dense(filters * height * width, num_classes, self.kernel_initializer),
         )
 
     def forward(self, x):
