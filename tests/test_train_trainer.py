@@ -183,3 +183,4 @@ def test_too_small_images_and_unknown_models_are_clear_errors():
     tiny = x[:, :2, :2]
     with pytest.raises(PixelforgeError, match="(?i)too small|at least"):
         Trainer("cnn", verbose=False).fit((tiny, y), epochs=1)
+
