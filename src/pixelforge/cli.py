@@ -453,13 +453,13 @@ ChannelsOpt = Annotated[int | None, typer.Option("--channels", help="1 (grayscal
 StandardizeOpt = Annotated[str | None, typer.Option("--standardize", help="global, channel, pixel (fitted on training data) or sample.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits, weights, shuffling and augmentation.")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value (repeatable).")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: torch's choice).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: the idle cores now, at least 1).")]
 
 
 def _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads) -> dict:
     return {"optimizer": optimizer, "lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
             "schedule": schedule, "augment": augment, "seed": seed, "model_params": parse_options(param),
-            "threads": threads}
+            "threads": threads or "auto"}
 
 
 def _preprocess(size, channels, standardize):
