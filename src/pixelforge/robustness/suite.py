@@ -95,12 +95,14 @@ def iterate_test_batches(saved_model, data, labels=None, *, limit=DEFAULT_LIMIT,
 
         for x, y, _ in iterate_decoded(part, input_spec(saved_model), batch_size, indices=rows,
                                        skipped=skipped):
-            yield x, mapping[y.astype(np.int64)]
+            yield _as_uint8(x), mapping[y.astype(np.int64)]
         return
-    x = np.asarray(data)
+    x = _as_uint8(np.asarray(data))
     if labels is None:
         raise PixelforgeError("run_wild_suite: give labels with an image array")
     y = np.asarray(labels)
+    if y.dtype.kind == "O":
+        y = np.array(y.tolist())  # numpy settles on ints or strings
     if y.dtype.kind in "US":  # class names → the model's class indices
         names = sorted(set(y.tolist()))
         y = _class_map(names, saved_model.classes, "labels")[np.searchsorted(names, y)]
@@ -117,6 +119,11 @@ def iterate_test_batches(saved_model, data, labels=None, *, limit=DEFAULT_LIMIT,
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         yield x[chunk], y[chunk]
+
+
+def _as_uint8(x: np.ndarray) -> np.ndarray:
+    """16-bit images → 8-bit (the corruptions work on 0-255; models normalize either to [0, 1])."""
+    return (x // 257).astype(np.uint8) if x.dtype == np.uint16 else x
 
 
 def _predict(saved_model, batch: np.ndarray, batch_size: int) -> np.ndarray:
