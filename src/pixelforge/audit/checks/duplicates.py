@@ -52,8 +52,9 @@ def near_pairs(phash: np.ndarray, rows: np.ndarray, max_distance: int, block: in
             if len(members) < 2:
                 continue
             h = hashes[members]
-            for start in range(0, len(members), block):
-                part = h[start : start + block]
+            step = max(16, min(block, 4_000_000 // len(members)))  # bounded memory in crowded bands
+            for start in range(0, len(members), step):
+                part = h[start : start + step]
                 dist = np.bitwise_count(part[:, None] ^ h[None, :])
                 a, b = np.nonzero(dist <= max_distance)
                 a = a + start
