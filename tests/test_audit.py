@@ -245,3 +245,21 @@ def test_integrity_flags_modes_alpha_16_bit_odd_and_tiny_sizes(tmp_path):
     assert found["mixed_modes"] == {"a/gray.png", "b/deep.png"}
     assert found["alpha"] == {"a/alpha.png"} and found["sixteen_bit"] == {"b/deep.png"}
     assert found["odd_sizes"] == {"b/panorama.png"} and found["tiny"] == {"b/tiny.png"}
+
+
+@pytest.mark.slow
+def test_audit_of_clothing5_completes_with_every_check(clothing5_dir, tmp_path):
+    report = run_audit(clothing5_dir, seed=0)
+    assert report.manifest.num_classes == 5 and report.scan.ok.all()
+    assert set(report.checks) == {"stats", "size", "imbalance", "integrity", "quality", "duplicates",
+                                  "variation", "shortcut", "labels"}
+    paths = write_reports(report, tmp_path)
+    data = json.loads(paths["json"].read_text())
+    assert 0 <= data["details"]["labels"]["estimated_error_rate"] < 0.5
+
+
+@pytest.mark.slow
+def test_audit_of_a_fashion_mnist_sample_estimates_its_label_error_rate(fashion_mnist_dir):
+    report = run_audit(fashion_mnist_dir, sample=5000, seed=0, checks="duplicates,labels")
+    labels = report.extras["labels"]
+    assert labels["oof_accuracy"] > 0.8 and 0.005 < labels["estimated_error_rate"] < 0.15
