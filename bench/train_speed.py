@@ -1,0 +1,189 @@
+"""Training images/s of the fmnist_baseline model: pixelforge's Trainer against the peers, one run.
+
+    flock /tmp/pixelforge-heavy.lock python -m bench.train_speed [--images 12288] [--threads 1,2]
+
+Side by side, per batch size (32, 256) and thread count, one epoch each after a warm-up:
+- pixelforge: ``Trainer.fit`` on a uint8 array — data pipeline included (seeded shuffle, index
+  gather, normalization in torch, augmentation hook, running loss/accuracy);
+- pixelforge (HDF5): the same from a ``pixelforge convert`` store, loading included;
+- eager torch: what one writes by hand — nn.Sequential in Keras' layer order, float32 tensors
+  normalized up front, DataLoader(shuffle=True), ``loss.item()`` per step;
+- tf_keras (tensorflow-cpu) and Keras 3 on JAX, through ``bench/keras_train_peer.py`` in the
+  interpreter given by ``--keras-python`` (a separate venv; skipped with a note when absent).
+
+Data: the embedded Fashion-MNIST sample (real 28x28 images) tiled to ``--images`` rows.
+Writes bench/results/train_speed.json and bench/results/train_speed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+RESULTS = Path(__file__).parent / "results"
+PEER_SCRIPT = Path(__file__).with_name("keras_train_peer.py")
+DEFAULT_KERAS_PYTHON = "/tmp/kerasvenv/bin/python"
+ISSUE_REFERENCE = {  # from the training issue, measured elsewhere on 2 cores: NOT measured by this script
+    "tf_keras": {32: 7800, 256: 12000},
+    "eager torch": {32: 5600, 256: 7400},
+}
+
+
+def sample_data(images: int) -> tuple[np.ndarray, np.ndarray]:
+    from pixelforge.datasets import load_fashion_sample
+
+    manifest = load_fashion_sample()
+    x = np.asarray(manifest.storage.images)[:, :, :, None]
+    y = manifest.label_indices().astype(np.int64)
+    reps = -(-images // len(x))
+    return np.ascontiguousarray(np.tile(x, (reps, 1, 1, 1))[:images]), np.tile(y, reps)[:images]
+
+
+def time_pixelforge(x, y, batch: int) -> dict:
+    from pixelforge.data.preprocess import Preprocess
+    from pixelforge.train import Trainer
+
+    trainer = Trainer("fmnist_baseline", Preprocess(), seed=0, verbose=False)
+    started = time.perf_counter()
+    trainer.fit((x[: batch * 8], y[: batch * 8]), epochs=1, batch_size=batch)
+    warmup = time.perf_counter() - started
+    started = time.perf_counter()
+    trainer.fit((x, y), epochs=1, batch_size=batch)
+    seconds = time.perf_counter() - started
+    return {"images_per_s": len(x) / seconds, "seconds": seconds, "warmup_s": warmup}
+
+
+def time_pixelforge_hdf5(store: Path, n: int, batch: int) -> dict:
+    from pixelforge.data.preprocess import Preprocess
+    from pixelforge.data.read import read_dataset
+    from pixelforge.train import Trainer
+
+    manifest = read_dataset(str(store))
+    trainer = Trainer("fmnist_baseline", Preprocess(), seed=0, verbose=False)
+    trainer.fit(manifest.subset(np.arange(min(batch * 8, n))), epochs=1, batch_size=batch)
+    started = time.perf_counter()
+    trainer.fit(manifest, epochs=1, batch_size=batch)  # reading the store is part of the time
+    seconds = time.perf_counter() - started
+    return {"images_per_s": n / seconds, "seconds": seconds}
+
+
+def time_eager_torch(x, y, batch: int) -> dict:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(32 * 13 * 13, 100), nn.ReLU(), nn.Linear(100, 10),
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    data = torch.utils.data.TensorDataset(
+        torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255).contiguous(), torch.from_numpy(y)
+    )
+
+    def epoch(loader):
+        for images, labels in loader:
+            loss = F.cross_entropy(model(images), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss.item()
+
+    epoch(torch.utils.data.DataLoader(torch.utils.data.Subset(data, range(min(batch * 8, len(x)))), batch_size=batch))
+    started = time.perf_counter()
+    epoch(torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True))
+    seconds = time.perf_counter() - started
+    return {"images_per_s": len(x) / seconds, "seconds": seconds}
+
+
+def time_keras(python: str, flavour: str, data_path: Path, batch: int, threads: int) -> dict:
+    env = {**os.environ, "KERAS_FLAVOUR": flavour, "CUDA_VISIBLE_DEVICES": ""}
+    if flavour == "keras3":
+        env["KERAS_BACKEND"] = "jax"
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        done = subprocess.run([python, str(PEER_SCRIPT), str(data_path), str(batch), str(threads), out.name],
+                              env=env, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+        return json.loads(Path(out.name).read_text())
+
+
+def write_store(x, y, folder: Path) -> Path:
+    from pixelforge.data.manifest import Manifest
+    from pixelforge.data.preprocess import Preprocess
+    from pixelforge.data.storage import ArrayStorage
+    from pixelforge.data.store import write_store as write
+
+    manifest = Manifest([str(i) for i in range(len(x))], [str(v) for v in y], ArrayStorage(x),
+                        splits=["train"] * len(x))
+    path = folder / "bench.h5"
+    write(manifest, path, Preprocess(size=(28, 28), channels=1), compression="none")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=12288, help="a multiple of every batch size: no partial batch")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--batches", default="32,256")
+    parser.add_argument("--keras-python", default=os.environ.get("PIXELFORGE_KERAS_PYTHON", DEFAULT_KERAS_PYTHON))
+    args = parser.parse_args()
+    x, y = sample_data(args.images)
+    keras_python = args.keras_python if Path(args.keras_python).exists() else None
+    rows, notes = [], []
+    if keras_python is None:
+        notes.append(f"Keras peers skipped: no interpreter at {args.keras_python} (use --keras-python)")
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = Path(tmp) / "data.npz"
+        np.savez(data_path, x=x, y=y)
+        store = write_store(x, y, Path(tmp))
+        for threads in [int(t) for t in args.threads.split(",")]:
+            torch.set_num_threads(threads)
+            for batch in [int(b) for b in args.batches.split(",")]:
+                runs = {
+                    "pixelforge": lambda b=batch: time_pixelforge(x, y, b),
+                    "pixelforge (HDF5 store)": lambda b=batch: time_pixelforge_hdf5(store, len(x), b),
+                    "eager torch": lambda b=batch: time_eager_torch(x, y, b),
+                }
+                if keras_python:
+                    runs["tf_keras"] = lambda b=batch, t=threads: time_keras(keras_python, "tf_keras", data_path, b, t)
+                    runs["keras3 (jax)"] = lambda b=batch, t=threads: time_keras(keras_python, "keras3", data_path, b, t)
+                for name, run in runs.items():
+                    result = run()
+                    rows.append({"runner": name, "batch": batch, "threads": threads, "load_before": os.getloadavg()[0],
+                                 **result})
+                    print(json.dumps(rows[-1]), flush=True)
+    write_results(rows, notes, args)
+
+
+def write_results(rows: list[dict], notes: list[str], args) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "torch": torch.__version__, "images": args.images, "notes": notes,
+            "issue_reference_not_measured_here": ISSUE_REFERENCE}
+    (RESULTS / "train_speed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    lines = ["| runner | batch | threads | images/s | pixelforge vs this |", "|---|---:|---:|---:|---:|"]
+    ours = {(r["batch"], r["threads"]): r.get("images_per_s") for r in rows if r["runner"] == "pixelforge"}
+    for r in rows:
+        speed = r.get("images_per_s")
+        if speed is None:
+            lines.append(f"| {r['runner']} | {r['batch']} | {r['threads']} | failed: {r.get('error')} | |")
+            continue
+        ratio = ours[(r["batch"], r["threads"])] / speed
+        lines.append(f"| {r['runner']} | {r['batch']} | {r['threads']} | {speed:,.0f} | {ratio:.2f}x |")
+    lines += ["", "Issue's reference numbers (2 cores, measured elsewhere, not by this run): "
+              "tf_keras 7,800 / 12,000 img/s and eager torch 5,600 / 7,400 img/s at batch 32 / 256."]
+    lines += [f"- {n}" for n in notes]
+    (RESULTS / "train_speed.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
