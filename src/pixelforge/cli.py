@@ -306,7 +306,7 @@ def experiment_wild_retrain(
     augment: Annotated[str | None, typer.Option(help="Use this --augment spec instead of the recommended one.")] = None,
     strength: Annotated[float, typer.Option(help="Start at this fraction of the recommended strength.")] = 1.0,
     max_clean_drop: Annotated[float, typer.Option(help="Soften the augmentation while validation accuracy drops more.")] = 0.01,
-    attempts: Annotated[int, typer.Option(help="Trainings at most (full, half, quarter strength...).")] = 3,
+    attempts: Annotated[int, typer.Option(help="Trainings at most (full, half, quarter, eighth strength).")] = 4,
     quick: Annotated[bool, typer.Option(help="Smoke test: 1,000 training / 300 test images, 1 epoch.")] = False,
     as_json: JsonOpt = False,
 ):

@@ -45,7 +45,7 @@ def _train(model, params, spec, classes, x, y, augment, epochs, batch_size, seed
 def run_wild_retrain(source, out_dir, *, model: str = "fmnist_baseline", params: dict | None = None,
                      size=None, channels=None, epochs: int = 10, batch_size: int = 32, seed: int = 0,
                      threshold: float = 0.1, suite_limit: int = 2000, train_limit=None, test_limit=None,
-                     augment: str | None = None, strength: float = 1.0, max_clean_drop: float = 0.01, attempts: int = 3,
+                     augment: str | None = None, strength: float = 1.0, max_clean_drop: float = 0.01, attempts: int = 4,
                      validation_fraction: float = 0.1, threads: int | None = None, log=print) -> dict:
     """Baseline → wild suite → recommended ``--augment`` → retrained model → wild suite again.
 
