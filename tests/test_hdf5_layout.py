@@ -122,6 +122,15 @@ def test_explicit_keys_and_storage_is_picklable(tmp_path, rng):
     assert np.array_equal(clone.load(0), first)
 
 
+def _flat_file(path, n_images: int, n_labels: int | None, side: int = 4):
+    """images (n, side, side) and labels (n_labels,) datasets; no labels when n_labels is None."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=np.random.default_rng(0).integers(0, 256, (n_images, side, side), dtype=np.uint8))
+        if n_labels is not None:
+            f.create_dataset("labels", data=np.zeros(n_labels, dtype=np.uint8))
+    return path
+
+
 def test_not_an_hdf5_file(tmp_path):
     path = tmp_path / "fake.h5"
     path.write_text("hello, I am text")
@@ -136,11 +145,8 @@ def test_empty_file(tmp_path):
         read_dataset(path)
 
 
-def test_truncated_file(tmp_path, rng):
-    path = tmp_path / "cut.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("images", data=rng.integers(0, 256, (50, 16, 16), dtype=np.uint8))
-        f.create_dataset("labels", data=np.zeros(50, dtype=np.uint8))
+def test_truncated_file(tmp_path):
+    path = _flat_file(tmp_path / "cut.h5", 50, 50, side=16)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
     with pytest.raises(LayoutError, match="cut.h5"):
@@ -149,28 +155,20 @@ def test_truncated_file(tmp_path, rng):
             m.load(i)
 
 
-def test_mismatched_lengths(tmp_path, rng):
-    path = tmp_path / "mismatch.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("images", data=rng.integers(0, 256, (5, 4, 4), dtype=np.uint8))
-        f.create_dataset("labels", data=np.zeros(4, dtype=np.uint8))
+def test_mismatched_lengths(tmp_path):
+    path = _flat_file(tmp_path / "mismatch.h5", 5, 4)
     with pytest.raises(LayoutError, match="5 images in 'images' but 4 labels"):
         read_dataset(path)
 
 
-def test_images_without_labels(tmp_path, rng):
-    path = tmp_path / "nolabels.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("images", data=rng.integers(0, 256, (5, 4, 4), dtype=np.uint8))
+def test_images_without_labels(tmp_path):
+    path = _flat_file(tmp_path / "nolabels.h5", 5, None)
     with pytest.raises(LayoutError, match="no labels dataset"):
         read_dataset(path)
 
 
-def test_missing_named_key(tmp_path, rng):
-    path = tmp_path / "keys.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("images", data=rng.integers(0, 256, (5, 4, 4), dtype=np.uint8))
-        f.create_dataset("labels", data=np.zeros(5, dtype=np.uint8))
+def test_missing_named_key(tmp_path):
+    path = _flat_file(tmp_path / "keys.h5", 5, 5)
     with pytest.raises(LayoutError, match=r"no images dataset 'pics' \(present: \['images', 'labels'\]\)"):
         read_dataset(path, images_key="pics")
 
