@@ -202,7 +202,7 @@ CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
 h1{margin-bottom:.2em} section{margin:2em 0;border-top:2px solid #ddd}
 table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}
-th:first-child,td:first-child,#summary td{text-align:left}
+th:first-child,td:first-child,#summary td,#summary th{text-align:left}
 .finding{border-left:6px solid #999;padding:.3em 1em;margin:1em 0;background:#fafafa}
 .finding.error{border-color:#c62828}.finding.warning{border-color:#f9a825}.finding.info{border-color:#1565c0}
 .badge{color:#fff;padding:1px 6px;border-radius:4px;font-size:.8em;text-transform:uppercase}

@@ -96,7 +96,13 @@ def _sizes(ctx: AuditContext) -> list[Finding]:
     w, h = scan.width.astype(float), scan.height.astype(float)
     area = np.log(np.maximum(w * h, 1))
     aspect = np.log(np.maximum(w, 1) / np.maximum(h, 1))
-    odd = ok & ((np.abs(robust_z(area, ok)) > 3.5) | (np.abs(robust_z(aspect, ok)) > 3.5))
+    med_area, med_aspect = np.median(area[ok]), np.median(aspect[ok])
+    # an outlier against the dataset (robust z) that is also far off in absolute terms: 4x the area
+    # or twice as elongated — portrait and landscape photos mixed are common and reported as info
+    odd = ok & (
+        ((np.abs(robust_z(area, ok)) > 3.5) & (np.abs(area - med_area) > np.log(4)))
+        | ((np.abs(robust_z(aspect, ok)) > 3.5) & (np.abs(aspect - med_aspect) > np.log(2)))
+    )
     median_side = float(np.median(np.minimum(w, h)[ok]))
     tiny = ok & (np.minimum(w, h) < TINY_FRACTION * median_side)
     odd &= ~tiny
@@ -107,6 +113,18 @@ def _sizes(ctx: AuditContext) -> list[Finding]:
             f"median size {int(np.median(w[ok]))}x{int(np.median(h[ok]))}; outliers by robust z-score of area or aspect",
             "Look at them: crops, panoramas or scans often need their own resize (crop or pad instead of squash).",
             images=rows, notes={int(i): f"{int(w[i])}x{int(h[i])}" for i in rows},
+        ))
+    off = ok & ~odd & ~tiny & (np.abs(aspect - med_aspect) > np.log(1.15))
+    if off.sum() > 0.05 * ok.sum():
+        shape = np.where(aspect > np.log(1.1), "landscape", np.where(aspect < -np.log(1.1), "portrait", "square"))
+        mix = {k: int(v) for k, v in zip(*np.unique(shape[ok], return_counts=True), strict=True)}
+        out.append(Finding(
+            "integrity", "mixed_aspect", "info", f"{int(off.sum())} image(s) with another aspect ratio than most",
+            "orientations: " + ", ".join(f"{k}: {v:,}" for k, v in mix.items())
+            + f"; median aspect (w/h) {np.exp(med_aspect):.2f}",
+            "Resize with crop or pad (not squash) so objects keep their proportions across orientations.",
+            images=np.flatnonzero(off)[:200], values={"orientations": mix},
+            notes={int(i): f"{int(w[i])}x{int(h[i])}" for i in np.flatnonzero(off)[:200]},
         ))
     if tiny.any():
         rows = np.flatnonzero(tiny)
