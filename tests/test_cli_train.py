@@ -175,3 +175,14 @@ def test_demo_command_as_shipped(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "test accuracy" in done.stdout
     assert (tmp_path / "runs" / "demo" / "model.json").is_file()
+
+
+def test_train_from_an_hdf5_store_reads_it_in_blocks(tree, tmp_path):
+    store = tmp_path / "toy.h5"
+    converted = runner.invoke(app, ["convert", str(tree), str(store), "--size", "12", "--channels", "1"])
+    assert converted.exit_code == 0, converted.output
+    result = runner.invoke(app, ["train", str(store), "--out", str(tmp_path / "run"), "--epochs", "2",
+                                 "--batch-size", "16", "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["train_images"] == 72 and summary["metrics"]["test_accuracy"] > 0.8
