@@ -11,6 +11,7 @@ from pixelforge.audit.features import model_features
 from pixelforge.audit.findings import Finding
 
 ERROR_RATE_BAR = 0.04  # the material's bar: more than ~4% wrong labels hurts noticeably
+WEAK_MODEL = 0.85  # below this out-of-fold accuracy the estimate mixes label errors with model errors
 
 
 def _train_mlp(x, y, k, seed, epochs, hidden=256):
@@ -87,14 +88,19 @@ def check_labels(ctx: AuditContext) -> list[Finding]:
     names = [ctx.classes[c] for c in present]
     ctx.extras["labels"] = {"oof_accuracy": accuracy, "estimated_error_rate": rate, "issues": len(issues),
                             "folds": folds}
+    caveat = ""
+    if accuracy < WEAK_MODEL:
+        caveat = ("; the quick model is weak on this data, so part of the estimate is its own mistakes "
+                  "(an upper bound: cross-validate a stronger model, e.g. `pixelforge cv`, for a tighter one)")
     out = [Finding(
         "labels", "error_rate", "warning" if rate > ERROR_RATE_BAR else "info",
         f"Estimated label-error rate {rate:.1%} ({'above' if rate > ERROR_RATE_BAR else 'within'} the 4% bar)",
         f"confident learning on out-of-fold probabilities of a quick model ({folds}-fold, out-of-fold accuracy "
-        f"{accuracy:.1%}); {len(issues):,} image(s) flagged",
+        f"{accuracy:.1%}); {len(issues):,} image(s) flagged{caveat}",
         "Review the flagged images and fix their labels; above ~4% wrong labels noticeably hurt accuracy."
         if rate > ERROR_RATE_BAR else "Label quality looks acceptable; still review the flagged images.",
         values={"estimated_error_rate": round(rate, 5), "flagged": len(issues), "oof_accuracy": round(accuracy, 4),
+                "upper_bound": accuracy < WEAK_MODEL,
                 "folds": folds, "bar": ERROR_RATE_BAR},
     )]
     if len(issues):
