@@ -16,17 +16,9 @@ from typer.testing import CliRunner
 
 from pixelforge.cli import app
 from tests.conftest import write_png
-from tests.train_helpers import toy_images, toy_names
+from tests.train_helpers import one_thread, toy_images, toy_names  # noqa: F401 (autouse fixture)
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -20,15 +20,7 @@ from pixelforge.train import (
     load_model,
 )
 from pixelforge.train.lr_find import lr_find
-from tests.train_helpers import toy_images, toy_names
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.train_helpers import one_thread, toy_images, toy_names  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture

@@ -14,15 +14,7 @@ from pixelforge.train import Callback, Trainer, TrainingDiverged
 from pixelforge.train.normalize import BatchTransform
 from pixelforge.train.optimizers import KerasRMSprop, build_optimizer
 from pixelforge.train.schedules import Schedule
-from tests.train_helpers import toy_images, toy_names
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.train_helpers import one_thread, toy_images, toy_names  # noqa: F401 (autouse fixture)
 
 
 def fit_toy(epochs=2, seed=0, **options):

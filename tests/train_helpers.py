@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Single-threaded torch: exact repeatability, and no OpenMP stalls on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def toy_images(n_per_class: int = 30, size: int = 12, classes: int = 3, channels: int = 1, seed: int = 0):
