@@ -12,22 +12,22 @@ from pixelforge.train.files import write_json
 
 
 def choose_splits(manifest: Manifest, seed: int = 0) -> tuple[Manifest, Manifest, Manifest | None, str]:
-    """(train, validation, test or None, explanation). A pre-split source keeps its splits; a test
-    split doubles as validation when there is no validation split; otherwise a seeded stratified
-    hold-out (20% / 10% / 5% by size) is the validation set."""
+    """(train, validation, test or None, explanation). A source's own train/validation/test splits
+    are kept. Without a validation split, a seeded stratified hold-out of the training part (20% /
+    10% / 5% by size) becomes the validation set, so the test split stays untouched by model
+    selection (checkpoint-best, early stopping) and its score stays honest."""
     from pixelforge.data.split import holdout_fraction, train_test_split
 
     names = manifest.split_names
+    test = manifest.split("test") if "test" in names else None
     if "train" in names and "validation" in names:
-        test = manifest.split("test") if "test" in names else None
         return manifest.split("train"), manifest.split("validation"), test, "the source's train/validation splits"
-    if "train" in names and "test" in names:
-        test = manifest.split("test")
-        return manifest.split("train"), test, test, "the source's train split; its test split as validation"
-    pool = manifest.split("train") if "train" in names else manifest
+    pool = manifest.split("train") if "train" in names else manifest.subset([s == "" for s in manifest.splits])
+    if len(pool) == 0:
+        raise PixelforgeError(f"{manifest.source or 'data'}: no training images (splits: {names or 'none'})")
     fraction = holdout_fraction(len(pool))
     train, validation = train_test_split(pool.with_splits([""] * len(pool)), seed=seed)
-    return train, validation, None, f"a stratified {fraction:.0%} hold-out (seed {seed}) as validation"
+    return train, validation, test, f"a stratified {fraction:.0%} hold-out of the training images (seed {seed}) as validation"
 
 
 def standard_callbacks(run_dir, monitor: str, early_stopping: int | None, progress: bool, console=None) -> list:
