@@ -179,3 +179,24 @@ def test_train_from_an_hdf5_store_reads_it_in_blocks(tree, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["train_images"] == 57 and summary["metrics"]["test_accuracy"] > 0.8
+
+
+def test_predict_fetches_http_urls(trained, tree, tmp_path, monkeypatch):
+    import functools
+    import http.server
+    import threading
+
+    monkeypatch.setenv("PIXELFORGE_CACHE", str(tmp_path / "cache"))
+    png = next((tree / "test" / "gamma").glob("*.png"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(png.parent))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{png.name}"
+        result = runner.invoke(app, ["predict", str(trained), url, "--json"])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 0, result.output
+    (prediction,) = json.loads(result.stdout)
+    assert prediction["source"] == url and prediction["prediction"] == "gamma"
