@@ -176,3 +176,11 @@ def test_too_small_images_and_unknown_models_are_clear_errors():
     with pytest.raises(PixelforgeError, match="(?i)too small|at least"):
         Trainer("cnn", verbose=False).fit((tiny, y), epochs=1)
 
+
+
+def test_bf16_precision_trains_and_is_recorded():
+    trainer, history = fit_toy(epochs=2, precision="bf16")
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert trainer.run_config()["precision"] == "bf16"
+    with pytest.raises(PixelforgeError, match="precision"):
+        Trainer(precision="fp8")

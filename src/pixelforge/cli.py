@@ -454,12 +454,14 @@ StandardizeOpt = Annotated[str | None, typer.Option("--standardize", help="globa
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits, weights, shuffling and augmentation.")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value (repeatable).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: the idle cores now, at least 1).")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (like Keras) or bf16 (faster forward on AVX-512 BF16 CPUs).")]
 
 
-def _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads) -> dict:
+def _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
+                      precision="fp32") -> dict:
     return {"optimizer": optimizer, "lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
             "schedule": schedule, "augment": augment, "seed": seed, "model_params": parse_options(param),
-            "threads": threads or "auto"}
+            "threads": threads or "auto", "precision": precision}
 
 
 def _preprocess(size, channels, standardize):
@@ -482,7 +484,8 @@ def train(
     early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after N epochs without improvement.")] = None,
     monitor: Annotated[str, typer.Option("--monitor", help="val_loss or val_accuracy: picks the best checkpoint.")] = "val_loss",
     lr_find: Annotated[bool, typer.Option("--lr-find", help="Only run the LR range test (writes lr_find.png) and suggest an LR.")] = False,
-    threads: ThreadsOpt = None, layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
+    threads: ThreadsOpt = None, precision: PrecisionOpt = "fp32", layout: LayoutOpt = "auto", option: OptionOpt = None,
+    as_json: JsonOpt = False,
 ):
     """Train a model; writes the run folder (model.safetensors + model.json, checkpoints, curves, log, metrics)."""
     from pixelforge.data.read import read_dataset
@@ -490,7 +493,8 @@ def train(
     from pixelforge.train.trainer import TrainingInterrupted
 
     manifest = read_dataset(source, layout=layout, **parse_options(option))
-    options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads)
+    options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
+                                precision)
     spec = _preprocess(size, channels, standardize)
     if lr_find:
         result = lr_find_run(manifest, out, model=model, preprocess=spec, batch_size=batch_size, **options)
@@ -520,7 +524,8 @@ def cv(
     optimizer: OptimizerOpt = "auto", lr: LrOpt = None, momentum: MomentumOpt = None, nesterov: NesterovOpt = False,
     weight_decay: DecayOpt = 0.0, schedule: ScheduleOpt = None, augment: AugmentOpt = None, size: SizeOpt = None,
     channels: ChannelsOpt = None, standardize: StandardizeOpt = None, seed: SeedOpt = 1, param: ParamOpt = None,
-    threads: ThreadsOpt = None, layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
+    threads: ThreadsOpt = None, precision: PrecisionOpt = "fp32", layout: LayoutOpt = "auto", option: OptionOpt = None,
+    as_json: JsonOpt = False,
 ):
     """Stratified, shuffled, seeded k-fold cross-validation: accuracy mean ± std, per-fold curves, box plot."""
     from pixelforge.data.read import read_dataset
@@ -529,7 +534,8 @@ def cv(
 
     manifest = read_dataset(source, layout=layout, **parse_options(option))
     data = manifest.split("train") if "train" in manifest.split_names else manifest
-    options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads)
+    options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
+                                precision)
     options.pop("seed")
     report = cross_validate(data, _preprocess(size, channels, standardize), folds=folds, seed=seed, epochs=epochs,
                             batch_size=batch_size, out_dir=out, model=model, verbose=not as_json,

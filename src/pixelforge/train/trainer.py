@@ -94,13 +94,16 @@ class Trainer:
     compile: run the model through ``torch.compile`` (a one-off compile cost; on CPU it measured
         slower than eager for the small zoo models, so it is off by default).
     threads: torch CPU threads; "auto" takes the cores idle now (see ``speed.auto_threads``).
+    precision: "fp32" (default, like Keras) or "bf16": forward passes under CPU autocast to bfloat16
+        with float32 weights and loss — faster on CPUs with AVX-512 BF16, slightly different numbers.
     """
 
     def __init__(self, model="fmnist_baseline", preprocess: Preprocess | None = None, *, model_params=None,
                  optimizer: str = "auto", lr: float | None = None, momentum: float | None = None,
                  nesterov: bool = False, weight_decay: float = 0.0, schedule=None, augment=None,
                  seed: int = 0, compile: bool = False, threads: int | str | None = None, verbose: bool = True,
-                 memory_budget: int | None = None, workers: int | None = None, console=None):
+                 memory_budget: int | None = None, workers: int | None = None, console=None,
+                 precision: str = "fp32"):
         self.model_name = model if isinstance(model, str) else model.config["name"]
         self.network = None if isinstance(model, str) else model
         self.model_params = dict(model_params or {})
@@ -115,6 +118,9 @@ class Trainer:
         self.verbose = verbose
         self.memory_budget, self.workers = memory_budget, workers
         self.console = console
+        if precision not in ("fp32", "bf16"):
+            raise PixelforgeError(f"precision must be fp32 or bf16, got {precision!r}")
+        self.precision = precision
         if threads == "auto":
             from pixelforge.train.speed import auto_threads
 
@@ -208,7 +214,7 @@ class Trainer:
             "optimizer": getattr(self, "resolved_optimizer", {"name": self.optimizer_name}),
             "schedule": self.schedule.to_dict(), "seed": self.seed, "epochs": self.epochs,
             "batch_size": self.batch_size, "augment": self.augment_dict(),
-            "compile": bool(self.compile), "pixelforge_version": __version__,
+            "compile": bool(self.compile), "precision": self.precision, "pixelforge_version": __version__,
         }
 
     def augment_dict(self):
@@ -301,6 +307,7 @@ class Trainer:
         penalty = self.network.regularization_loss() if hasattr(self.network, "regularization_loss") else None
         regularized = penalty is not None and penalty.requires_grad
         scheduled = self.schedule.name != "constant"
+        bf16 = self.precision == "bf16"
         total = self.steps_per_epoch * self.epochs
         base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
         step = epoch * self.steps_per_epoch
@@ -311,8 +318,9 @@ class Trainer:
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = self.schedule.lr_at(step, self.steps_per_epoch, total, base)
             x, y = to_tensor(images), torch.from_numpy(labels)
-            logits = net(x)
-            loss = F.cross_entropy(logits, y)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = net(x)
+            loss = F.cross_entropy(logits.float(), y)
             if regularized:
                 loss = loss + self.network.regularization_loss()
             optimizer.zero_grad(set_to_none=True)
