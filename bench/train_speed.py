@@ -6,6 +6,7 @@ Side by side, per batch size (32, 256) and thread count, one epoch each after a 
 - pixelforge: ``Trainer.fit`` on a uint8 array — data pipeline included (seeded shuffle, index
   gather, normalization in torch, augmentation hook, running loss/accuracy);
 - pixelforge (HDF5): the same from a ``pixelforge convert`` store, loading included;
+- pixelforge --precision bf16: the same with the forward pass under bfloat16 autocast (opt-in);
 - eager torch: what one writes by hand — nn.Sequential in Keras' layer order, float32 tensors
   normalized up front, DataLoader(shuffle=True), ``loss.item()`` per step;
 - tf_keras (tensorflow-cpu) and Keras 3 on JAX, through ``bench/keras_train_peer.py`` in the
@@ -50,11 +51,11 @@ def sample_data(images: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(np.tile(x, (reps, 1, 1, 1))[:images]), np.tile(y, reps)[:images]
 
 
-def time_pixelforge(x, y, batch: int) -> dict:
+def time_pixelforge(x, y, batch: int, precision: str = "fp32") -> dict:
     from pixelforge.data.preprocess import Preprocess
     from pixelforge.train import Trainer
 
-    trainer = Trainer("fmnist_baseline", Preprocess(), seed=0, verbose=False)
+    trainer = Trainer("fmnist_baseline", Preprocess(), seed=0, verbose=False, precision=precision)
     started = time.perf_counter()
     trainer.fit((x[: batch * 8], y[: batch * 8]), epochs=1, batch_size=batch)
     warmup = time.perf_counter() - started
@@ -151,6 +152,7 @@ def main() -> None:
                 runs = {
                     "pixelforge": lambda b=batch: time_pixelforge(x, y, b),
                     "pixelforge (HDF5 store)": lambda b=batch: time_pixelforge_hdf5(store, len(x), b),
+                    "pixelforge --precision bf16": lambda b=batch: time_pixelforge(x, y, b, "bf16"),
                     "eager torch": lambda b=batch: time_eager_torch(x, y, b),
                 }
                 if keras_python:
