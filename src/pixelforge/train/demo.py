@@ -28,7 +28,7 @@ def run_demo(out="runs/demo", epochs: int = 8, seed: int = 1, samples: int = 6, 
         shutil.rmtree(out / "checkpoint")
     manifest = load_fashion_sample()
     summary = train_run(manifest, out, model=DEMO_MODEL, preprocess=Preprocess(size=(28, 28), channels=1),
-                        epochs=epochs, batch_size=32, seed=seed, progress=progress, console=console,
+                        epochs=epochs, batch_size=32, seed=seed, monitor="val_accuracy", progress=progress, console=console,
                         threads=threads)
     model = load_model(out)
     test = manifest.split("test")
