@@ -68,7 +68,7 @@ class BatchTransform(nn.Module):
             batch = batch.unsqueeze(-1)
         wide = batch.dtype in (torch.int32, torch.uint16)
         x = batch.permute(0, 3, 1, 2).to(torch.float32)
-        x = x * (self.scale16 if wide else self.scale8) + (self.shift16 if wide else self.shift8)
+        x = torch.addcmul(self.shift16 if wide else self.shift8, x, self.scale16 if wide else self.scale8)  # one pass
         if self.sample:
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             std = x.std(dim=(1, 2, 3), keepdim=True, correction=0)

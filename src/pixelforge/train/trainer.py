@@ -65,7 +65,7 @@ class RunningMetrics:
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         n = len(labels)
-        self.loss_sum += loss.detach().double() * n
+        self.loss_sum.add_(loss.detach(), alpha=n)
         self.correct += (logits.detach().argmax(1) == labels).sum()
         self.seen += n
 
