@@ -200,3 +200,13 @@ def test_predict_fetches_http_urls(trained, tree, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     (prediction,) = json.loads(result.stdout)
     assert prediction["source"] == url and prediction["prediction"] == "gamma"
+
+
+def test_evaluate_notes_colour_images_converted_for_a_grayscale_model(trained, tree, tmp_path):
+    (tmp_path / "colour" / "alpha").mkdir(parents=True)
+    for png in sorted((tree / "test" / "alpha").glob("*.png"))[:3]:
+        gray = np.asarray(Image.open(png))
+        Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2)).save(tmp_path / "colour" / "alpha" / png.name)
+    result = runner.invoke(app, ["evaluate", str(trained), str(tmp_path / "colour"), "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    assert "converted to grayscale" in result.output

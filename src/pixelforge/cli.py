@@ -602,6 +602,8 @@ def evaluate(
     console.print(table)
     for skip in report["skipped"][:10]:
         console.print(f"[yellow]skipped[/] {skip['item']}: {skip['reason']}")
+    for note in report["notes"]:
+        console.print(f"[yellow]note[/] {note}", highlight=False)
     console.print("files: " + ", ".join(report["files"].values()), highlight=False)
     if "wild" in report:
         from pixelforge.robustness.report import print_report

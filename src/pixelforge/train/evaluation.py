@@ -89,6 +89,7 @@ def evaluate_model(model, manifest: Manifest, out_dir, montage: int = 24) -> dic
     probs, labels, rows = predict_manifest(model, manifest, skipped=skipped)
     report = classification_metrics(labels, probs, model.classes)
     report["source"] = manifest.source
+    report["notes"] = channel_notes(model, manifest)
     report["skipped"] = [{"item": s.item, "reason": s.reason} for s in skipped]
     wrong = confidently_wrong(probs, labels, montage)
     predicted = probs.argmax(1)
@@ -118,3 +119,18 @@ def report_dir(run) -> Path:
     """The default evaluation folder of a run (``RUN/evaluation``), also when given its model.json."""
     run = Path(run)
     return (run if run.is_dir() else run.parent) / "evaluation"
+
+
+def channel_notes(model, manifest: Manifest) -> list[str]:
+    """Say when the data's images are converted to the model's channel count (first image checked)."""
+    try:
+        first = manifest.load(0)
+    except PixelforgeError:
+        return []
+    have = 1 if first.ndim == 2 else first.shape[2]
+    want = model.preprocess.channels
+    if have >= 3 and want == 1:
+        return [f"colour images converted to grayscale for this 1-channel model (e.g. {manifest.describe(0)})"]
+    if have == 1 and want == 3:
+        return [f"grayscale images repeated to 3 channels for this colour model (e.g. {manifest.describe(0)})"]
+    return []
