@@ -210,3 +210,12 @@ def test_evaluate_notes_colour_images_converted_for_a_grayscale_model(trained, t
     result = runner.invoke(app, ["evaluate", str(trained), str(tmp_path / "colour"), "--out", str(tmp_path / "ev")])
     assert result.exit_code == 0, result.output
     assert "converted to grayscale" in result.output
+
+
+def test_train_with_progress_bar_prints_the_metrics_and_run_folder(tree, tmp_path):
+    result = runner.invoke(app, ["train", str(tree), "--out", str(tmp_path / "run"), "--epochs", "2",
+                                 "--batch-size", "16", "--threads", "1", "--schedule", "onecycle",
+                                 "--early-stopping", "5", "--monitor", "val_accuracy"])
+    assert result.exit_code == 0, result.output
+    assert "epoch 2/2" in result.output and "test_accuracy" in result.output
+    assert f"run folder: {tmp_path / 'run'}" in result.output.replace("\n", "")
