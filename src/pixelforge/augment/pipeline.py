@@ -204,7 +204,7 @@ class Pipeline:
                 x = op(x, rng, *bounds, point_ops=points, **kwargs)
             else:
                 x, i = op(x, rng, *bounds), i + 1
-        if x is batch:
+        if np.may_share_memory(x, batch):  # never hand back (a view of) the caller's array
             x = x.copy()
         return x[..., 0] if squeeze else x
 
