@@ -27,6 +27,7 @@ from pixelforge.train.data import ArrayData, prepare
 from pixelforge.train.normalize import BatchTransform, PreprocessedModel, to_tensor
 from pixelforge.train.optimizers import build_optimizer
 from pixelforge.train.schedules import Schedule
+from pixelforge.train.speed import auto_threads, tune_malloc
 
 
 class TrainingDiverged(PixelforgeError):
@@ -121,9 +122,8 @@ class Trainer:
         if precision not in ("fp32", "bf16"):
             raise PixelforgeError(f"precision must be fp32 or bf16, got {precision!r}")
         self.precision = precision
+        tune_malloc()
         if threads == "auto":
-            from pixelforge.train.speed import auto_threads
-
             threads = auto_threads()
         if threads:
             torch.set_num_threads(int(threads))
