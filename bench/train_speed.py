@@ -79,7 +79,9 @@ def time_pixelforge_hdf5(store: Path, n: int, batch: int) -> dict:
     return {"images_per_s": n / seconds, "seconds": seconds}
 
 
-def time_eager_torch(x, y, batch: int) -> dict:
+def time_eager_torch(x, y, batch: int, threads: int) -> dict:
+    """Runs in a fresh process (see ``in_fresh_process``): pixelforge's malloc tuning is process-wide."""
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
@@ -103,6 +105,13 @@ def time_eager_torch(x, y, batch: int) -> dict:
     epoch(torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True))
     seconds = time.perf_counter() - started
     return {"images_per_s": len(x) / seconds, "seconds": seconds}
+
+
+def in_fresh_process(func, *args):
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(func, args)
 
 
 def time_keras(python: str, flavour: str, data_path: Path, batch: int, threads: int) -> dict:
@@ -153,7 +162,7 @@ def main() -> None:
                     "pixelforge": lambda b=batch: time_pixelforge(x, y, b),
                     "pixelforge (HDF5 store)": lambda b=batch: time_pixelforge_hdf5(store, len(x), b),
                     "pixelforge --precision bf16": lambda b=batch: time_pixelforge(x, y, b, "bf16"),
-                    "eager torch": lambda b=batch: time_eager_torch(x, y, b),
+                    "eager torch": lambda b=batch, t=threads: in_fresh_process(time_eager_torch, x, y, b, t),
                 }
                 if keras_python:
                     runs["tf_keras"] = lambda b=batch, t=threads: time_keras(keras_python, "tf_keras", data_path, b, t)
