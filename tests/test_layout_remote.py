@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import json
@@ -49,6 +50,9 @@ FILES = {
 }
 
 
+STOP = threading.Event()  # set at teardown so a slow handler ends at once
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     hits: Counter = Counter()
 
@@ -69,7 +73,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path in FILES:
             return self.send_bytes(FILES[self.path])
         if self.path == "/slow.png":
-            time.sleep(2)
+            STOP.wait(2)
             return self.send_bytes(png_bytes(1))
         if self.path == "/huge.zip":  # announces its size
             self.send_response(200)
@@ -100,19 +104,43 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.send_bytes(b"not here", 404)
 
 
+@contextlib.contextmanager
+def running_server():
+    """A threaded HTTP server on 127.0.0.1; on exit every handler thread has ended (other tests
+    check for stray threads before forking workers)."""
+    Handler.hits.clear()
+    STOP.clear()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = False
+    httpd.block_on_close = True  # server_close() joins the handler threads
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        STOP.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     monkeypatch.setenv("PIXELFORGE_CACHE", str(tmp_path / "cache"))
     for name in ("no_proxy", "NO_PROXY"):  # a proxy set in the environment must not see local requests
         monkeypatch.setenv(name, "127.0.0.1,localhost")
-    Handler.hits.clear()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with running_server() as url:
+        yield url
+
+
+def test_no_server_thread_outlives_its_test(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXELFORGE_CACHE", str(tmp_path))
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    before = threading.active_count()
+    with running_server() as url:
+        with pytest.raises(PixelforgeError, match="timed out"):
+            UrlStorage(timeout=0.2, retries=0).read(url + "/slow.png")  # its handler is still waiting
+    assert threading.active_count() == before
 
 
 def test_url_storage_reads_and_caches(server, tmp_path):
