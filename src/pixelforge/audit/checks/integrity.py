@@ -123,8 +123,8 @@ def _sizes(ctx: AuditContext) -> list[Finding]:
             "orientations: " + ", ".join(f"{k}: {v:,}" for k, v in mix.items())
             + f"; median aspect (w/h) {np.exp(med_aspect):.2f}",
             "Resize with crop or pad (not squash) so objects keep their proportions across orientations.",
-            images=np.flatnonzero(off)[:200], values={"orientations": mix},
-            notes={int(i): f"{int(w[i])}x{int(h[i])}" for i in np.flatnonzero(off)[:200]},
+            images=np.flatnonzero(off), values={"orientations": mix},
+            notes={int(i): f"{int(w[i])}x{int(h[i])}" for i in np.flatnonzero(off)},
         ))
     if tiny.any():
         rows = np.flatnonzero(tiny)
