@@ -365,3 +365,14 @@ def test_unknown_options_are_clear_errors(tmp_path):
         read_dataset(with_table, colour="red")
     result = CliRunner().invoke(app, ["info", str(with_table), "-o", "colour=red"])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_loader_worker_processes_read_archive_members(tmp_path):
+    from pixelforge.data.loader import load_arrays
+
+    for path in (make_zip(tmp_path / "d.zip", TREE), make_tar(tmp_path / "d.tar.gz", TREE)):
+        m = read_dataset(path)
+        x_threads, y_threads = load_arrays(m, Preprocess(), executor="thread", workers=2)
+        x_procs, y_procs = load_arrays(m, Preprocess(), executor="process", workers=2)
+        np.testing.assert_array_equal(x_threads, x_procs)
+        np.testing.assert_array_equal(y_threads, y_procs)
