@@ -229,6 +229,8 @@ def shape_checks(rows: list[Row]) -> dict:
 
 
 def markdown(result: dict) -> str:
+    from pixelforge.robustness.recommend import regression_lines, regressions
+
     lines = [
         "# The data-curation experiment, reproduced",
         "",
@@ -269,6 +271,16 @@ def markdown(result: dict) -> str:
             f"shifted {g['shifted']:+.1%}; mean accuracy over all corruptions of the wild suite "
             f"{before['mean_corrupted_accuracy']:.1%} → {after['mean_corrupted_accuracy']:.1%} "
             f"({g['mean_corrupted_accuracy']:+.1%}).",
+            "",
+            "| corruption | CNN [16, 32] | + recommendations |",
+            "|---|---:|---:|",
         ]
+        lines += [f"| {k} | {v:.1%} | {after['per_corruption'].get(k, float('nan')):.1%} |"
+                  for k, v in before["per_corruption"].items()]
+        worse = regressions(before["per_corruption"], after["per_corruption"])
+        if worse:
+            lines += ["", "Regressions (mean accuracy down more than 5 points after following the "
+                      "recommendations — fixing one weakness opened another):", ""]
+            lines += regression_lines(worse)
     lines += ["", f"Total time: {result['seconds']:.0f} s."]
     return "\n".join(lines) + "\n"

@@ -230,3 +230,37 @@ def soften(augment: dict, factor: float = 0.5) -> dict:
         else:
             out[key] = value
     return out
+
+
+def regressions(before: dict, after: dict, threshold: float = 0.05, severity: int = 2) -> list[dict]:
+    """Corruptions whose mean accuracy fell by more than ``threshold`` after retraining (fixing one
+    weakness can open another: a model that learned inverted digits may take a brighter, noisy
+    background for an inverted image), each with the augmentation that would address it next.
+
+    ``before``/``after``: {corruption: mean accuracy}. The suggestion uses the corruption's level at
+    ``severity`` (a moderate one).
+    """
+    from pixelforge.robustness.corruptions import CORRUPTIONS
+
+    supported = supported_augmentations()
+    out = []
+    for name, old in before.items():
+        new = after.get(name)
+        if new is None or old - new <= threshold:
+            continue
+        rules, advice = RULES.get(name, ([], "add training images that look like this corruption"))
+        levels = CORRUPTIONS[name].levels
+        level = levels[min(severity, len(levels)) - 1]
+        augment = {k: _value(r, level) for k, r in rules}
+        augment = {k: v for k, v in augment.items() if _accepted(k, v, supported)}
+        out.append({"corruption": name, "before": old, "after": new, "augment": augment, "data": advice})
+    return sorted(out, key=lambda r: r["after"] - r["before"])
+
+
+def regression_lines(items: list[dict]) -> list[str]:
+    """Markdown bullets for :func:`regressions`."""
+    return [
+        f"- {r['corruption']}: {r['before']:.1%} → {r['after']:.1%}; next: "
+        + (f"`{augment_spec(r['augment'])}`, " if r["augment"] else "") + r["data"]
+        for r in items
+    ]

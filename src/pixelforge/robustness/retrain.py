@@ -126,6 +126,8 @@ def run_wild_retrain(source, out_dir, *, model: str = "fmnist_baseline", params:
 
 
 def markdown(result: dict) -> str:
+    from pixelforge.robustness.recommend import regression_lines, regressions
+
     c, m = result["clean_accuracy"], result["mean_corrupted_accuracy"]
     lines = [
         f"# Wild test, then retrain with the recommendations: {result['model']} on {result['source']}",
@@ -151,6 +153,10 @@ def markdown(result: dict) -> str:
         "|---|---:|---:|",
     ]
     lines += [f"| {k} | {v['before']:.1%} | {v['after']:.1%} |" for k, v in result["per_corruption"].items()]
+    worse = regressions({k: v["before"] for k, v in result["per_corruption"].items()},
+                        {k: v["after"] for k, v in result["per_corruption"].items()})
+    if worse:
+        lines += ["", "Regressions (mean accuracy down more than 5 points):", "", *regression_lines(worse)]
     checks = result["checks"]
     lines += ["", f"- mean accuracy across corruptions rises: {'yes' if checks['mean_corrupted_accuracy_rises'] else 'NO'}",
               f"- clean accuracy drops by at most 1 point: {'yes' if checks['clean_drop_at_most_1_point'] else 'NO'}",
