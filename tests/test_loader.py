@@ -112,6 +112,8 @@ def test_no_fork_while_another_thread_runs(tree):
     """A child forked while another thread is inside OpenCV can hang: auto then uses threads."""
     import threading
 
+    # Other tests may leave idle pools (e.g. the augment engine's threads): compare with this baseline.
+    alone = threading.active_count() == 1
     release = threading.Event()
     other = threading.Thread(target=release.wait)
     other.start()
@@ -120,7 +122,7 @@ def test_no_fork_while_another_thread_runs(tree):
     finally:
         release.set()
         other.join()
-    assert choose_executor(read_dataset(tree), 100_000, 2) == "process"
+    assert choose_executor(read_dataset(tree), 100_000, 2) == ("process" if alone else "thread")
 
 
 def test_explicit_processes_work_after_opencv_started_its_pool(tree):
