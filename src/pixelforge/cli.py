@@ -631,7 +631,10 @@ def predict(
     else:
         for result in results:
             if "error" in result:
-                console.print(f"[red]{result['source']}[/]: {result['error']}", highlight=False)
+                # decode errors already start with the file name
+                error = result["error"]
+                text = error if error.startswith(result["source"]) else f"{result['source']}: {error}"
+                console.print(f"[red]error[/] {text}", highlight=False)
                 continue
             tops = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"])
             console.print(f"{result['source']}: [bold]{result['prediction']}[/] ({tops})", highlight=False)
