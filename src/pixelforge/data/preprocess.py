@@ -189,7 +189,10 @@ def _iterate_batches(spec: Preprocess, images, batch_size: int):
             warnings.warn(f"fit skipped {len(skipped)} undecodable image(s), e.g. {first}", stacklevel=3)
         return
     if isinstance(images, np.ndarray):
-        images = [images] if images.ndim == 4 else [images[None]] if images.ndim == 3 and images.shape[-1] in (1, 3) else [images[..., None]]
+        # an NHWC batch or one HWC image is used as is; a gray (N,)H,W array gets its channel axis
+        if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] not in (1, 3)):
+            images = images[..., None]
+        images = [images]
     for item in images:
         item = np.asarray(item)
         if item.ndim == 3:

@@ -87,6 +87,11 @@ def _modes(ctx: AuditContext) -> list[Finding]:
     return out
 
 
+def _size_notes(rows, w, h) -> dict[int, str]:
+    """"WIDTHxHEIGHT" per flagged image, shown beside its thumbnail."""
+    return {int(i): f"{int(w[i])}x{int(h[i])}" for i in rows}
+
+
 def _sizes(ctx: AuditContext) -> list[Finding]:
     scan = ctx.scan
     ok = scan.ok & (scan.width > 0) & (scan.height > 0)
@@ -112,7 +117,7 @@ def _sizes(ctx: AuditContext) -> list[Finding]:
             "integrity", "odd_sizes", "warning", f"{len(rows)} image(s) with an unusual size or aspect ratio",
             f"median size {int(np.median(w[ok]))}x{int(np.median(h[ok]))}; outliers by robust z-score of area or aspect",
             "Look at them: crops, panoramas or scans often need their own resize (crop or pad instead of squash).",
-            images=rows, notes={int(i): f"{int(w[i])}x{int(h[i])}" for i in rows},
+            images=rows, notes=_size_notes(rows, w, h),
         ))
     off = ok & ~odd & ~tiny & (np.abs(aspect - med_aspect) > np.log(1.15))
     if off.sum() > 0.05 * ok.sum():
@@ -124,7 +129,7 @@ def _sizes(ctx: AuditContext) -> list[Finding]:
             + f"; median aspect (w/h) {np.exp(med_aspect):.2f}",
             "Resize with crop or pad (not squash) so objects keep their proportions across orientations.",
             images=np.flatnonzero(off), values={"orientations": mix},
-            notes={int(i): f"{int(w[i])}x{int(h[i])}" for i in np.flatnonzero(off)},
+            notes=_size_notes(np.flatnonzero(off), w, h),
         ))
     if tiny.any():
         rows = np.flatnonzero(tiny)
@@ -132,6 +137,6 @@ def _sizes(ctx: AuditContext) -> list[Finding]:
             "integrity", "tiny", "warning", f"{len(rows)} tiny image(s)",
             f"shorter side under {TINY_FRACTION:.0%} of the dataset's median ({median_side:.0f} px)",
             "Upscaled tiny images carry little information; remove them or collect larger ones.",
-            images=rows, notes={int(i): f"{int(w[i])}x{int(h[i])}" for i in rows},
+            images=rows, notes=_size_notes(rows, w, h),
         ))
     return out
