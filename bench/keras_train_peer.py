@@ -1,8 +1,8 @@
-"""The Keras side of ``bench.train_speed``: the fmnist_baseline in Keras, timed over one epoch.
+"""The Keras side of ``bench.train_speed``: the fmnist_baseline in Keras, each epoch timed.
 
 Runs in an interpreter that has the peer installed (never pixelforge's venv):
 
-    KERAS_FLAVOUR=tf_keras  PYTHON bench/keras_train_peer.py DATA.npz BATCH THREADS OUT.json
+    KERAS_FLAVOUR=tf_keras  PYTHON bench/keras_train_peer.py DATA.npz BATCH THREADS EPOCHS OUT.json
     KERAS_FLAVOUR=keras3 KERAS_BACKEND=jax  PYTHON bench/keras_train_peer.py ...
 
 The model is the protocol's: Conv2D(32, 3x3, relu, he_uniform) → MaxPooling2D → Flatten →
@@ -20,7 +20,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def main(data_path: str, batch: int, threads: int, out: str) -> None:
+def main(data_path: str, batch: int, threads: int, epochs: int, out: str) -> None:
     import numpy as np
 
     flavour = os.environ.get("KERAS_FLAVOUR", "tf_keras")
@@ -54,13 +54,19 @@ def main(data_path: str, batch: int, threads: int, out: str) -> None:
     started = time.perf_counter()
     model.fit(x[: batch * 4], y[: batch * 4], epochs=1, batch_size=batch, verbose=0)  # build + trace
     warmup = time.perf_counter() - started
-    started = time.perf_counter()
-    model.fit(x, y, epochs=1, batch_size=batch, verbose=0, shuffle=True)
-    seconds = time.perf_counter() - started
+    epoch_seconds = []
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_seconds.append(time.perf_counter() - self.started)
+
+    model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, shuffle=True, callbacks=[EpochTimer()])
     with open(out, "w") as f:
-        json.dump({"images_per_s": len(x) / seconds, "seconds": seconds, "warmup_s": warmup,
-                   "version": version}, f)
+        json.dump({"epoch_seconds": epoch_seconds, "warmup_s": warmup, "version": version}, f)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])

@@ -2,7 +2,9 @@
 
     flock /tmp/pixelforge-heavy.lock python -m bench.train_speed [--images 12288] [--threads 1,2]
 
-Side by side, per batch size (32, 256) and thread count, one epoch each after a warm-up:
+Side by side, per batch size (32, 256) and thread count, after a warm-up, ``--epochs`` timed epochs per
+run and ``--rounds`` runs of every runner, interleaved; a runner's speed is that of its median epoch
+(the machine is shared and noisy, and every runner is measured the same way):
 - pixelforge: ``Trainer.fit`` on a uint8 array — data pipeline included (seeded shuffle, index
   gather, normalization in torch, augmentation hook, running loss/accuracy);
 - pixelforge (HDF5): the same from a ``pixelforge convert`` store, loading included;
@@ -57,7 +59,12 @@ def warmup_rows(y, batch: int) -> np.ndarray:
     return np.unique(np.concatenate([np.arange(min(batch * 8, len(y))), firsts]))
 
 
-def time_pixelforge(x, y, batch: int, precision: str = "fp32") -> dict:
+def summary(n: int, epoch_seconds: list[float], **extra) -> dict:
+    """images/s of the median epoch (robust to one slow epoch on a shared machine), plus every epoch."""
+    return {"images_per_s": n / float(np.median(epoch_seconds)), "epoch_seconds": epoch_seconds, **extra}
+
+
+def time_pixelforge(x, y, batch: int, epochs: int, precision: str = "fp32") -> dict:
     from pixelforge.data.preprocess import Preprocess
     from pixelforge.train import Trainer
 
@@ -66,13 +73,11 @@ def time_pixelforge(x, y, batch: int, precision: str = "fp32") -> dict:
     started = time.perf_counter()
     trainer.fit((x[warm], y[warm]), epochs=1, batch_size=batch)
     warmup = time.perf_counter() - started
-    started = time.perf_counter()
-    trainer.fit((x, y), epochs=1, batch_size=batch)
-    seconds = time.perf_counter() - started
-    return {"images_per_s": len(x) / seconds, "seconds": seconds, "warmup_s": warmup}
+    history = trainer.fit((x, y), epochs=epochs, batch_size=batch)
+    return summary(len(x), history.history["seconds"][-epochs:], warmup_s=warmup)
 
 
-def time_pixelforge_hdf5(store: Path, n: int, batch: int) -> dict:
+def time_pixelforge_hdf5(store: Path, n: int, batch: int, epochs: int) -> dict:
     from pixelforge.data.preprocess import Preprocess
     from pixelforge.data.read import read_dataset
     from pixelforge.train import Trainer
@@ -80,13 +85,11 @@ def time_pixelforge_hdf5(store: Path, n: int, batch: int) -> dict:
     manifest = read_dataset(str(store))
     trainer = Trainer("fmnist_baseline", Preprocess(), seed=0, verbose=False)
     trainer.fit(manifest.subset(warmup_rows(manifest.label_indices(), batch)), epochs=1, batch_size=batch)
-    started = time.perf_counter()
-    trainer.fit(manifest, epochs=1, batch_size=batch)  # reading the store is part of the time
-    seconds = time.perf_counter() - started
-    return {"images_per_s": n / seconds, "seconds": seconds}
+    history = trainer.fit(manifest, epochs=epochs, batch_size=batch)  # reading the store is part of the time
+    return summary(n, history.history["seconds"][-epochs:])
 
 
-def time_eager_torch(x, y, batch: int, threads: int) -> dict:
+def time_eager_torch(x, y, batch: int, threads: int, epochs: int) -> dict:
     """Runs in a fresh process (see ``in_fresh_process``): pixelforge's malloc tuning is process-wide."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -108,10 +111,12 @@ def time_eager_torch(x, y, batch: int, threads: int) -> dict:
             loss.item()
 
     epoch(torch.utils.data.DataLoader(torch.utils.data.Subset(data, range(min(batch * 8, len(x)))), batch_size=batch))
-    started = time.perf_counter()
-    epoch(torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True))
-    seconds = time.perf_counter() - started
-    return {"images_per_s": len(x) / seconds, "seconds": seconds}
+    seconds = []
+    for _ in range(epochs):
+        started = time.perf_counter()
+        epoch(torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True))
+        seconds.append(time.perf_counter() - started)
+    return summary(len(x), seconds)
 
 
 def in_fresh_process(func, *args):
@@ -121,16 +126,17 @@ def in_fresh_process(func, *args):
         return pool.apply(func, args)
 
 
-def time_keras(python: str, flavour: str, data_path: Path, batch: int, threads: int) -> dict:
+def time_keras(python: str, flavour: str, data_path: Path, n: int, batch: int, threads: int, epochs: int) -> dict:
     env = {**os.environ, "KERAS_FLAVOUR": flavour, "CUDA_VISIBLE_DEVICES": ""}
     if flavour == "keras3":
         env["KERAS_BACKEND"] = "jax"
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        done = subprocess.run([python, str(PEER_SCRIPT), str(data_path), str(batch), str(threads), out.name],
-                              env=env, capture_output=True, text=True, timeout=1800)
+        done = subprocess.run([python, str(PEER_SCRIPT), str(data_path), str(batch), str(threads), str(epochs),
+                               out.name], env=env, capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
             return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1][:300]}
-        return json.loads(Path(out.name).read_text())
+        result = json.loads(Path(out.name).read_text())
+        return summary(n, result.pop("epoch_seconds"), **result)
 
 
 def write_store(x, y, folder: Path) -> Path:
@@ -151,6 +157,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=12288, help="a multiple of every batch size: no partial batch")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--batches", default="32,256")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per run; the median epoch counts")
+    parser.add_argument("--rounds", type=int, default=2, help="every runner runs this many times, interleaved")
     parser.add_argument("--keras-python", default=os.environ.get("PIXELFORGE_KERAS_PYTHON", DEFAULT_KERAS_PYTHON))
     args = parser.parse_args()
     x, y = sample_data(args.images)
@@ -162,23 +170,26 @@ def main() -> None:
         data_path = Path(tmp) / "data.npz"
         np.savez(data_path, x=x, y=y)
         store = write_store(x, y, Path(tmp))
-        for threads in [int(t) for t in args.threads.split(",")]:
-            torch.set_num_threads(threads)
-            for batch in [int(b) for b in args.batches.split(",")]:
-                runs = {
-                    "pixelforge": lambda b=batch: time_pixelforge(x, y, b),
-                    "pixelforge (HDF5 store)": lambda b=batch: time_pixelforge_hdf5(store, len(x), b),
-                    "pixelforge --precision bf16": lambda b=batch: time_pixelforge(x, y, b, "bf16"),
-                    "eager torch": lambda b=batch, t=threads: in_fresh_process(time_eager_torch, x, y, b, t),
-                }
-                if keras_python:
-                    runs["tf_keras"] = lambda b=batch, t=threads: time_keras(keras_python, "tf_keras", data_path, b, t)
-                    runs["keras3 (jax)"] = lambda b=batch, t=threads: time_keras(keras_python, "keras3", data_path, b, t)
-                for name, run in runs.items():
-                    result = run()
-                    rows.append({"runner": name, "batch": batch, "threads": threads, "load_before": os.getloadavg()[0],
-                                 **result})
-                    print(json.dumps(rows[-1]), flush=True)
+        e = args.epochs
+        for _ in range(args.rounds):
+            for threads in [int(t) for t in args.threads.split(",")]:
+                torch.set_num_threads(threads)
+                for batch in [int(b) for b in args.batches.split(",")]:
+                    runs = {
+                        "pixelforge": lambda b=batch: time_pixelforge(x, y, b, e),
+                        "pixelforge (HDF5 store)": lambda b=batch: time_pixelforge_hdf5(store, len(x), b, e),
+                        "pixelforge --precision bf16": lambda b=batch: time_pixelforge(x, y, b, e, "bf16"),
+                        "eager torch": lambda b=batch, t=threads: in_fresh_process(time_eager_torch, x, y, b, t, e),
+                    }
+                    if keras_python:
+                        for name, flavour in (("tf_keras", "tf_keras"), ("keras3 (jax)", "keras3")):
+                            runs[name] = lambda b=batch, t=threads, f=flavour: time_keras(
+                                keras_python, f, data_path, len(x), b, t, e)
+                    for name, run in runs.items():
+                        result = run()
+                        rows.append({"runner": name, "batch": batch, "threads": threads,
+                                     "load_before": os.getloadavg()[0], **result})
+                        print(json.dumps(rows[-1]), flush=True)
     write_results(rows, notes, args)
 
 
@@ -188,15 +199,24 @@ def write_results(rows: list[dict], notes: list[str], args) -> None:
             "torch": torch.__version__, "images": args.images, "notes": notes,
             "issue_reference_not_measured_here": ISSUE_REFERENCE}
     (RESULTS / "train_speed.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = ["| runner | batch | threads | images/s | pixelforge vs this |", "|---|---:|---:|---:|---:|"]
-    ours = {(r["batch"], r["threads"]): r.get("images_per_s") for r in rows if r["runner"] == "pixelforge"}
+    lines = ["| runner | batch | threads | images/s (median epoch) | epochs timed | pixelforge vs this |",
+             "|---|---:|---:|---:|---:|---:|"]
+    table: dict[tuple, list[float]] = {}
+    failures: dict[tuple, str] = {}
     for r in rows:
-        speed = r.get("images_per_s")
-        if speed is None:
-            lines.append(f"| {r['runner']} | {r['batch']} | {r['threads']} | failed: {r.get('error')} | |")
+        key = (r["runner"], r["batch"], r["threads"])
+        if "epoch_seconds" in r:
+            table.setdefault(key, []).extend(r["epoch_seconds"])
+        else:
+            failures[key] = r.get("error", "failed")
+    speed = {key: args.images / float(np.median(seconds)) for key, seconds in table.items()}
+    for key in dict.fromkeys([(r["runner"], r["batch"], r["threads"]) for r in rows]):
+        runner, batch, threads = key
+        if key not in speed:
+            lines.append(f"| {runner} | {batch} | {threads} | failed: {failures.get(key)} | | |")
             continue
-        ratio = ours[(r["batch"], r["threads"])] / speed
-        lines.append(f"| {r['runner']} | {r['batch']} | {r['threads']} | {speed:,.0f} | {ratio:.2f}x |")
+        ratio = speed.get(("pixelforge", batch, threads), float("nan")) / speed[key]
+        lines.append(f"| {runner} | {batch} | {threads} | {speed[key]:,.0f} | {len(table[key])} | {ratio:.2f}x |")
     lines += ["", "Issue's reference numbers (2 cores, measured elsewhere, not by this run): "
               "tf_keras 7,800 / 12,000 img/s and eager torch 5,600 / 7,400 img/s at batch 32 / 256."]
     lines += [f"- {n}" for n in notes]

@@ -91,9 +91,9 @@ def build_optimizer(
         raise PixelforgeError("Nesterov momentum needs --momentum > 0 (e.g. 0.9)")
     if key == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov,
-                               weight_decay=weight_decay, foreach=True)
+                               weight_decay=weight_decay, fused=True)
     if key == "adam":
         if momentum:
             raise PixelforgeError("--momentum applies to sgd and rmsprop; adam uses its betas")
-        return torch.optim.Adam(params, lr=lr, eps=1e-7, weight_decay=weight_decay, foreach=True)
+        return torch.optim.Adam(params, lr=lr, eps=1e-7, weight_decay=weight_decay, fused=True)
     return KerasRMSprop(params, lr=lr, momentum=momentum, weight_decay=weight_decay)

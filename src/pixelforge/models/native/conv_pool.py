@@ -1,0 +1,96 @@
+"""``relu(max_pool2d(conv2d(x, w, b), 2))`` for a 3x3 stride-1 valid convolution, fused in C.
+
+Same values and gradients as the torch ops (up to float summation order), about 8x less time for the
+Fashion-MNIST baseline's first layer. ``fused_conv_pool_relu`` returns None when the fused kernel
+does not apply (no compiler, not float32 on CPU, input that needs a gradient, autocast, tracing or
+compiling); the caller then runs the torch ops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from pixelforge.models import native
+
+_FLOAT_P, _BYTE_P = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_uint8)
+_SIGNATURE = None
+
+
+def _library():
+    global _SIGNATURE
+    lib = native.load("conv_pool")
+    if lib is not None and _SIGNATURE is None:
+        sizes = [ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.conv3x3_pool2_relu_forward.argtypes = [_FLOAT_P, _FLOAT_P, _FLOAT_P, _FLOAT_P, _BYTE_P, *sizes]
+        lib.conv3x3_pool2_relu_forward.restype = None
+        lib.conv3x3_pool2_relu_backward.argtypes = [_FLOAT_P, _FLOAT_P, _BYTE_P, _FLOAT_P, _FLOAT_P, *sizes]
+        lib.conv3x3_pool2_relu_backward.restype = ctypes.c_int
+        _SIGNATURE = True
+    return lib
+
+
+def _ptr(t: torch.Tensor, kind=_FLOAT_P):
+    return ctypes.cast(t.data_ptr(), kind)
+
+
+class _ConvPoolReLU(torch.autograd.Function):
+    """x: (B, H, W, C) contiguous; w: (3, 3, C, F) contiguous; returns (B, PH, PW, F)."""
+
+    @staticmethod
+    def forward(ctx, x, w, bias):
+        lib = _library()
+        b, h, wd, c = x.shape
+        f = w.shape[3]
+        out = torch.empty((b, (h - 2) // 2, (wd - 2) // 2, f), dtype=torch.float32)
+        arg = torch.empty(out.shape, dtype=torch.uint8)
+        lib.conv3x3_pool2_relu_forward(_ptr(x), _ptr(w), _ptr(bias), _ptr(out), _ptr(arg, _BYTE_P),
+                                       b, h, wd, c, f, torch.get_num_threads())
+        ctx.save_for_backward(x, arg)
+        ctx.weight_shape = w.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, arg = ctx.saved_tensors
+        b, h, wd, c = x.shape
+        f = ctx.weight_shape[3]
+        grad = grad.contiguous()
+        dw = torch.empty(ctx.weight_shape, dtype=torch.float32)
+        db = torch.empty(f, dtype=torch.float32)
+        status = _library().conv3x3_pool2_relu_backward(
+            _ptr(x), _ptr(grad), _ptr(arg, _BYTE_P), _ptr(dw), _ptr(db), b, h, wd, c, f,
+            torch.get_num_threads(),
+        )
+        if status != 0:
+            raise MemoryError("conv-pool backward could not allocate its gradient buffers")
+        return None, dw, db
+
+
+def available() -> bool:
+    return _library() is not None
+
+
+def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the fused kernel can run this call (else use the torch ops)."""
+    return (
+        x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
+        and x.dim() == 4 and x.shape[2] >= 4 and x.shape[3] >= 4 and tuple(weight.shape[2:]) == (3, 3)
+        and not x.requires_grad and not torch.is_autocast_enabled("cpu")
+        and not torch.jit.is_tracing() and not torch.jit.is_scripting() and not torch.compiler.is_compiling()
+        and available()
+    )
+
+
+def fused_conv_pool_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor | None:
+    """relu(max_pool2d(conv2d(x, weight, bias), 2)) for NCHW ``x``; the result is channels-last in memory.
+
+    Returns None where the fused kernel does not apply.
+    """
+    if bias is None or not applies(x, weight):
+        return None
+    x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free for the channels-last batches the trainer feeds
+    w_hwcf = weight.permute(2, 3, 1, 0).contiguous()
+    out = _ConvPoolReLU.apply(x_nhwc, w_hwcf, bias.contiguous())
+    return out.permute(0, 3, 1, 2)

@@ -1,0 +1,146 @@
+"""The fused conv 3x3 → max-pool 2x2 → ReLU kernel against torch's own ops, and its fallbacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pixelforge.models import build_model, native
+from pixelforge.models.native.conv_pool import available, fused_conv_pool_relu
+
+needs_kernel = pytest.mark.skipif(not available(), reason=f"kernel not built: {native.why_unavailable('conv_pool')}")
+
+
+def reference(x, weight, bias):
+    return F.relu(F.max_pool2d(F.conv2d(x, weight, bias), 2))
+
+
+@needs_kernel
+@pytest.mark.parametrize(("batch", "channels", "height", "width", "filters"), [
+    (5, 1, 28, 28, 32),   # the Fashion-MNIST baseline
+    (3, 3, 33, 31, 16),   # colour, odd sizes (the pool floors)
+    (4, 2, 9, 8, 7),      # a width that is not a multiple of 16: the scalar path
+    (2, 1, 4, 4, 64),     # the smallest input
+    (3, 1, 12, 12, 48),   # a multiple of 16 without its own specialization
+])
+def test_values_and_gradients_match_torch(batch, channels, height, width, filters):
+    gen = torch.Generator().manual_seed(batch * 100 + filters)
+    x = torch.randn(batch, channels, height, width, generator=gen)
+    weight = torch.randn(filters, channels, 3, 3, generator=gen, requires_grad=True)
+    bias = torch.randn(filters, generator=gen, requires_grad=True)
+    expected = reference(x, weight, bias)
+    grad = torch.randn(expected.shape, generator=gen)
+    dw, db = torch.autograd.grad(expected, (weight, bias), grad)
+
+    out = fused_conv_pool_relu(x, weight, bias)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    dw2, db2 = torch.autograd.grad(out, (weight, bias), grad)
+    torch.testing.assert_close(dw2, dw, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(db2, db, rtol=1e-4, atol=1e-4)
+
+
+@needs_kernel
+def test_ties_go_to_the_first_window_position_like_torch():
+    x = torch.zeros(1, 1, 6, 6)
+    x[0, 0, 1:5, 1:5] = 1.0  # a flat patch: all four conv outputs of some windows are equal
+    weight = torch.ones(2, 1, 3, 3, requires_grad=True)
+    bias = torch.tensor([0.5, -20.0], requires_grad=True)  # second filter: all outputs clipped by ReLU
+    grad = torch.arange(8.0).reshape(1, 2, 2, 2)
+    expected = torch.autograd.grad(reference(x, weight, bias), (weight, bias), grad)
+    got = torch.autograd.grad(fused_conv_pool_relu(x, weight, bias), (weight, bias), grad)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b)
+    assert got[1][1] == 0  # nothing flows back through outputs ReLU zeroed
+
+
+@needs_kernel
+def test_threads_do_not_change_the_result():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(64, 1, 28, 28, generator=gen)
+    weight = torch.randn(32, 1, 3, 3, generator=gen, requires_grad=True)
+    bias = torch.randn(32, generator=gen, requires_grad=True)
+    grad = torch.randn(64, 32, 13, 13, generator=gen)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            out = fused_conv_pool_relu(x, weight, bias)
+            results.append((out, *torch.autograd.grad(out, (weight, bias), grad)))
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(results[0], results[2], strict=True):
+        assert torch.equal(a, b)  # same thread count, same bits
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-4, atol=1e-3)  # summation order only
+
+
+def test_falls_back_where_the_kernel_does_not_apply():
+    x = torch.rand(2, 1, 10, 10)
+    weight, bias = torch.randn(4, 1, 3, 3), torch.randn(4)
+    assert fused_conv_pool_relu(x.double(), weight.double(), bias.double()) is None
+    assert fused_conv_pool_relu(x.requires_grad_(), weight, bias) is None  # input gradient: torch's ops
+    assert fused_conv_pool_relu(x.detach(), torch.randn(4, 1, 5, 5), bias) is None
+    assert fused_conv_pool_relu(x.detach(), weight, None) is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fused_conv_pool_relu(x.detach(), weight, bias) is None
+
+
+@needs_kernel
+def test_fmnist_baseline_trains_the_same_with_and_without_the_kernel():
+    torch.manual_seed(0)
+    model = build_model("fmnist_baseline", (1, 28, 28), 10)
+    x = torch.rand(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.arange(16) % 10
+    model.train()
+    loss = F.cross_entropy(model(x), y)
+    fused = torch.autograd.grad(loss, list(model.parameters()))
+    model.eval()  # eval mode runs torch's ops
+    loss_ref = F.cross_entropy(model(x), y)
+    plain = torch.autograd.grad(loss_ref, list(model.parameters()))
+    torch.testing.assert_close(loss, loss_ref)
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_disabled_kernel_leaves_training_working(tmp_path):
+    """PIXELFORGE_NATIVE=0 (or no compiler): the torch path trains the same model."""
+    code = (
+        "import numpy as np\n"
+        "from pixelforge.models.native.conv_pool import available\n"
+        "from pixelforge.train import Trainer\n"
+        "assert not available()\n"
+        "x = np.random.default_rng(0).integers(0, 255, (64, 28, 28, 1), dtype=np.uint8)\n"
+        "h = Trainer('fmnist_baseline', seed=0, verbose=False).fit((x, np.arange(64) % 4), epochs=1)\n"
+        "assert np.isfinite(h.history['loss'][0])\n"
+    )
+    env = {"PIXELFORGE_NATIVE": "0", "PIXELFORGE_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_broken_compiler_gives_none_with_a_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXELFORGE_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setattr(native, "_LOADED", {})
+    monkeypatch.setattr(native, "_ERRORS", {})
+    assert native.load("conv_pool") is None
+    assert "no-such-compiler" in native.why_unavailable("conv_pool")
+    assert not list(tmp_path.rglob("*.so"))  # no half-built library left behind
+
+
+@needs_kernel
+def test_the_build_is_cached_by_source_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXELFORGE_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_LOADED", {})
+    assert native.load("conv_pool") is not None
+    built = list((tmp_path / "native").glob("conv_pool-*.so"))
+    assert len(built) == 1 and not list((tmp_path / "native").glob(".*"))  # no temporary left
+    stamp = built[0].stat().st_mtime_ns
+    monkeypatch.setattr(native, "_LOADED", {})
+    assert native.load("conv_pool") is not None
+    assert built[0].stat().st_mtime_ns == stamp  # loaded again, not rebuilt
