@@ -144,3 +144,44 @@ def test_the_build_is_cached_by_source_hash(tmp_path, monkeypatch):
     monkeypatch.setattr(native, "_LOADED", {})
     assert native.load("conv_pool") is not None
     assert built[0].stat().st_mtime_ns == stamp  # loaded again, not rebuilt
+
+
+@needs_kernel
+def test_hand_written_gradients_match_autograd():
+    torch.manual_seed(1)
+    model = build_model("fmnist_baseline", (3, 20, 18), 7, filters=16, units=24)
+    x = torch.rand(12, 3, 20, 18)
+    y = torch.arange(12) % 7
+    model.train()
+    F.cross_entropy(model(x), y).backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    loss, logits = model.gradients(x, y)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, y))
+    for got, want in zip([p.grad for p in model.parameters()], expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert build_model("fmnist_baseline", (1, 28, 28), 10, l2=1e-4).gradients(torch.rand(2, 1, 28, 28),
+                                                                          torch.zeros(2, dtype=torch.long)) is None
+
+
+@needs_kernel
+def test_trainer_with_hand_written_gradients_matches_autograd_training(monkeypatch):
+    import numpy as np
+
+    from pixelforge.models.fmnist_baseline import FashionBaseline
+    from pixelforge.train import Trainer
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (96, 28, 28, 1), dtype=np.uint8)
+    y = np.arange(96) % 3
+
+    def train():
+        trainer = Trainer("fmnist_baseline", seed=4, verbose=False)
+        history = trainer.fit((x, y), epochs=2, batch_size=16)
+        return history.history["loss"], [p.detach().clone() for p in trainer.network.parameters()]
+
+    fast_loss, fast_weights = train()
+    monkeypatch.setattr(FashionBaseline, "gradients", lambda self, x, labels: None)  # autograd path
+    slow_loss, slow_weights = train()
+    np.testing.assert_allclose(fast_loss, slow_loss, rtol=1e-4)
+    for a, b in zip(fast_weights, slow_weights, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)

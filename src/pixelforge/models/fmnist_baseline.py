@@ -9,16 +9,19 @@ The output layer keeps Keras' default glorot_uniform; ``kernel_initializer`` set
 ReLU runs after the pool: max and ReLU commute (ReLU is monotone), so outputs and gradients are the
 same as Keras' conv-relu-pool, with a quarter of the activation work (this model is benchmarked).
 In training, conv → pool → ReLU runs as one C kernel (``models/native``) where a compiler is
-available: the full-size convolution output and its gradient are never materialized.
+available: the full-size convolution output and its gradient are never materialized. ``gradients``
+is the whole training step's forward and backward written out by hand (no autograd graph): at
+batch 32 the graph's bookkeeping costs about as much as the arithmetic.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from pixelforge.models.base import Flatten, ZooModel, conv, dense, positive_int
 from pixelforge.models.geometry import require_size
-from pixelforge.models.native.conv_pool import fused_conv_pool_relu
+from pixelforge.models.native import conv_pool
 from pixelforge.models.registry import register
 
 OPS = [(3, 1, 0), (2, 2, 0)]
@@ -39,8 +42,54 @@ class FashionBaseline(ZooModel):
 
     def forward(self, x):
         conv = self.features[0]
-        fused = fused_conv_pool_relu(x, conv.weight, conv.bias) if self.training else None
+        fused = conv_pool.fused_conv_pool_relu(x, conv.weight, conv.bias) if self.training else None
         return self.classifier(self.features[3](fused) if fused is not None else self.features(x))
+
+
+    def gradients(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Mean cross-entropy loss and logits for a batch, with every parameter's ``.grad`` set — the
+        same numbers as ``F.cross_entropy(self(x), labels).backward()`` up to float rounding.
+
+        Returns None (and touches nothing) where this pass does not apply: no C kernel, an input that
+        needs its own gradient, L1/L2 penalties (their gradient is autograd's job), or not float32 CPU.
+        """
+        conv, hidden, output = self.features[0], self.classifier[0], self.classifier[2]
+        if self.l1 or self.l2 or not conv_pool.applies(x, conv.weight) or conv.bias is None:
+            return None
+        with torch.no_grad():
+            n = len(x)
+            x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free for channels-last batches
+            pooled, window = conv_pool.forward_nhwc(
+                x_nhwc, conv.weight.permute(2, 3, 1, 0).contiguous(), conv.bias.contiguous())
+            flat = pooled.view(n, -1)  # NHWC order: Keras' Flatten
+            hid = torch.addmm(hidden.bias, flat, hidden.weight.t()).relu_()
+            logits = torch.addmm(output.bias, hid, output.weight.t())
+            # cross-entropy: d loss / d logits = (softmax - one_hot) / n
+            log_probs = torch.log_softmax(logits, dim=1)
+            rows = torch.arange(n)
+            loss = log_probs[rows, labels].mean().neg()
+            d_logits = log_probs.exp_()
+            d_logits[rows, labels] -= 1.0
+            d_logits.div_(n)
+            grads = [self._grad_buffer(p) for p in (conv.weight, conv.bias, hidden.weight, hidden.bias,
+                                                     output.weight, output.bias)]
+            torch.mm(d_logits.t(), hid, out=grads[4])
+            torch.sum(d_logits, dim=0, out=grads[5])
+            d_hid = torch.mm(d_logits, output.weight).mul_(hid > 0)
+            torch.mm(d_hid.t(), flat, out=grads[2])
+            torch.sum(d_hid, dim=0, out=grads[3])
+            d_pooled = torch.mm(d_hid, hidden.weight).view(pooled.shape)
+            d_kernel = torch.empty(conv.weight.permute(2, 3, 1, 0).shape)
+            conv_pool.weight_gradients_nhwc(x_nhwc, d_pooled, window, d_kernel, grads[1])
+            grads[0].copy_(d_kernel.permute(3, 2, 0, 1))
+        return loss, logits
+
+    @staticmethod
+    def _grad_buffer(param: nn.Parameter) -> torch.Tensor:
+        """``param.grad``, allocated once and then overwritten each step."""
+        if param.grad is None or param.grad.shape != param.shape or not param.grad.is_contiguous():
+            param.grad = torch.empty_like(param, memory_format=torch.contiguous_format)
+        return param.grad
 
 
 @register("fmnist_baseline", "Fashion-MNIST baseline: Conv 32 3x3 → MaxPool → Dense 100 → Dense (he_uniform)",

@@ -2,6 +2,7 @@
 
 The hot loop is short on purpose: gather a uint8 batch, (augment it), run the model with its batch
 transform in front (normalization happens in torch, on the batch), cross-entropy, backward, step.
+A model with a hand-written ``gradients(x, labels)`` (fmnist_baseline) replaces forward + autograd.
 Running loss/accuracy stay tensors; Python floats are made only when a callback asks for them.
 
 Reproducibility: the weights come from ``torch.manual_seed(seed)``; epoch ``e`` shuffles with
@@ -308,6 +309,9 @@ class Trainer:
         regularized = penalty is not None and penalty.requires_grad
         scheduled = self.schedule.name != "constant"
         bf16 = self.precision == "bf16"
+        # a model may compute its gradients by hand (same numbers, no autograd graph): fp32, not compiled
+        manual = None if bf16 or self.compile else getattr(self.network, "gradients", None)
+        transform = self._net.transform
         total = self.steps_per_epoch * self.epochs
         base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
         step = epoch * self.steps_per_epoch
@@ -318,13 +322,17 @@ class Trainer:
                 for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = self.schedule.lr_at(step, self.steps_per_epoch, total, base)
             x, y = to_tensor(images), torch.from_numpy(labels)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = net(x)
-            loss = F.cross_entropy(logits.float(), y)
-            if regularized:
-                loss = loss + self.network.regularization_loss()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            done = manual(transform(x), y) if manual is not None else None
+            if done is not None:  # the model wrote its own gradients (see FashionBaseline.gradients)
+                loss, logits = done
+            else:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    logits = net(x)
+                loss = F.cross_entropy(logits.float(), y)
+                if regularized:
+                    loss = loss + self.network.regularization_loss()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
             optimizer.step()
             running.add(loss, logits, y)
             step += 1

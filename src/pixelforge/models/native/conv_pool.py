@@ -35,36 +35,46 @@ def _ptr(t: torch.Tensor, kind=_FLOAT_P):
     return ctypes.cast(t.data_ptr(), kind)
 
 
+def forward_nhwc(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (B, H, W, C), w (3, 3, C, F), bias (F), all contiguous float32 → (out, window) (B, PH, PW, F);
+    ``window`` is what the weight gradient needs (the pool winner, or 4 where ReLU gave 0)."""
+    b, h, wd, c = x.shape
+    f = w.shape[3]
+    out = torch.empty((b, (h - 2) // 2, (wd - 2) // 2, f), dtype=torch.float32)
+    window = torch.empty(out.shape, dtype=torch.uint8)
+    _library().conv3x3_pool2_relu_forward(_ptr(x), _ptr(w), _ptr(bias), _ptr(out), _ptr(window, _BYTE_P),
+                                          b, h, wd, c, f, torch.get_num_threads())
+    return out, window
+
+
+def weight_gradients_nhwc(x: torch.Tensor, grad: torch.Tensor, window: torch.Tensor, dw: torch.Tensor,
+                          db: torch.Tensor) -> None:
+    """Write the gradients of w (3, 3, C, F) and bias (F) into ``dw``/``db`` (contiguous float32)."""
+    b, h, wd, c = x.shape
+    status = _library().conv3x3_pool2_relu_backward(
+        _ptr(x), _ptr(grad), _ptr(window, _BYTE_P), _ptr(dw), _ptr(db), b, h, wd, c, db.shape[0],
+        torch.get_num_threads(),
+    )
+    if status != 0:
+        raise MemoryError("conv-pool backward could not allocate its gradient buffers")
+
+
 class _ConvPoolReLU(torch.autograd.Function):
     """x: (B, H, W, C) contiguous; w: (3, 3, C, F) contiguous; returns (B, PH, PW, F)."""
 
     @staticmethod
     def forward(ctx, x, w, bias):
-        lib = _library()
-        b, h, wd, c = x.shape
-        f = w.shape[3]
-        out = torch.empty((b, (h - 2) // 2, (wd - 2) // 2, f), dtype=torch.float32)
-        arg = torch.empty(out.shape, dtype=torch.uint8)
-        lib.conv3x3_pool2_relu_forward(_ptr(x), _ptr(w), _ptr(bias), _ptr(out), _ptr(arg, _BYTE_P),
-                                       b, h, wd, c, f, torch.get_num_threads())
-        ctx.save_for_backward(x, arg)
+        out, window = forward_nhwc(x, w, bias)
+        ctx.save_for_backward(x, window)
         ctx.weight_shape = w.shape
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, arg = ctx.saved_tensors
-        b, h, wd, c = x.shape
-        f = ctx.weight_shape[3]
-        grad = grad.contiguous()
+        x, window = ctx.saved_tensors
         dw = torch.empty(ctx.weight_shape, dtype=torch.float32)
-        db = torch.empty(f, dtype=torch.float32)
-        status = _library().conv3x3_pool2_relu_backward(
-            _ptr(x), _ptr(grad), _ptr(arg, _BYTE_P), _ptr(dw), _ptr(db), b, h, wd, c, f,
-            torch.get_num_threads(),
-        )
-        if status != 0:
-            raise MemoryError("conv-pool backward could not allocate its gradient buffers")
+        db = torch.empty(ctx.weight_shape[3], dtype=torch.float32)
+        weight_gradients_nhwc(x, grad.contiguous(), window, dw, db)
         return None, dw, db
 
 
