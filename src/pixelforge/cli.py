@@ -454,7 +454,7 @@ StandardizeOpt = Annotated[str | None, typer.Option("--standardize", help="globa
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits, weights, shuffling and augmentation.")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value (repeatable).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: the idle cores now, at least 1).")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (like Keras) or bf16 (faster forward on AVX-512 BF16 CPUs).")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (like Keras) or bf16 (autocast forward; faster for models without a C kernel on AVX-512 BF16 CPUs).")]
 
 
 def _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,

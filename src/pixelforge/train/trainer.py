@@ -97,7 +97,8 @@ class Trainer:
         slower than eager for the small zoo models, so it is off by default).
     threads: torch CPU threads; "auto" takes the cores idle now (see ``speed.auto_threads``).
     precision: "fp32" (default, like Keras) or "bf16": forward passes under CPU autocast to bfloat16
-        with float32 weights and loss — faster on CPUs with AVX-512 BF16, slightly different numbers.
+        with float32 weights and loss — faster on CPUs with AVX-512 BF16 for models that have no C
+        kernel (fmnist_baseline's fp32 path, with its kernel, is faster), slightly different numbers.
     """
 
     def __init__(self, model="fmnist_baseline", preprocess: Preprocess | None = None, *, model_params=None,
