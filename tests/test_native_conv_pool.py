@@ -185,3 +185,25 @@ def test_trainer_with_hand_written_gradients_matches_autograd_training(monkeypat
     np.testing.assert_allclose(fast_loss, slow_loss, rtol=1e-4)
     for a, b in zip(fast_weights, slow_weights, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+@needs_kernel
+def test_cnn_first_block_uses_the_kernel_with_the_same_training_gradients(monkeypatch):
+    import pixelforge.models.cnn as cnn_module
+
+    torch.manual_seed(2)
+    model = build_model("cnn", (1, 28, 28), 10)
+    x, y = torch.rand(8, 1, 28, 28), torch.arange(8)
+    model.train()
+
+    def grads():
+        model.zero_grad()
+        torch.manual_seed(5)  # the same dropout masks in both passes
+        F.cross_entropy(model(x), y).backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    fused = grads()
+    monkeypatch.setattr(cnn_module, "fused_conv_pool_relu", lambda *args: None)
+    plain = grads()
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
