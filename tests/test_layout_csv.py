@@ -317,3 +317,44 @@ def test_embedded_pixel_csv_of_the_fashion_sample_keeps_counts_splits_and_pixels
     result = CliRunner().invoke(app, ["info", str(path), "--json", "--sizes", "10"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["splits"] == {"train": 3000, "test": 600}
+
+
+def test_gzipped_pixel_csv_reads_like_the_plain_one(tmp_path):
+    import gzip
+
+    x = np.random.default_rng(4).integers(0, 256, (12, 6, 6), dtype=np.uint8)
+    plain = pixel_csv(tmp_path / "px.csv", x, [0, 1, 2] * 4)
+    packed = tmp_path / "px.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    m = read_dataset(packed)
+    np.testing.assert_array_equal(m.storage.images, x)
+    assert m.class_counts() == read_dataset(plain).class_counts()
+
+
+def test_gzipped_tsv_of_paths_resolves_against_its_folder(table_dir):
+    import gzip
+
+    text = "file\tlabel\n" + rows("cat_0", "cat_1", "dog_0").replace(",", "\t")
+    (table_dir / "list.tsv.gz").write_bytes(gzip.compress(text.encode()))
+    m = read_dataset(table_dir / "list.tsv.gz")
+    assert m.class_counts() == {"cat": 2, "dog": 1}
+    assert m.load(0).shape == (6, 5, 3)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "empty file"),
+    (b"label,p0\na,1\n", "not a complete gzip file"),            # plain text named .csv.gz
+    ("gzip-cut", "not a complete gzip file"),                   # truncated
+    ("gzip-empty", "empty CSV"),                                # a valid gzip of nothing
+])
+def test_bad_gzipped_csv_files_are_clear_errors(tmp_path, content, message):
+    import gzip
+
+    whole = gzip.compress(b"label," + b",".join(b"p%d" % i for i in range(16)) + b"\n" + b"a," * 16 + b"1\n")
+    data = {"gzip-cut": whole[: len(whole) // 2], "gzip-empty": gzip.compress(b"")}.get(content, content)
+    path = tmp_path / "bad.csv.gz"
+    path.write_bytes(data)
+    with pytest.raises(LayoutError, match=message):
+        read_dataset(path)
+    result = CliRunner().invoke(app, ["info", str(path)])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

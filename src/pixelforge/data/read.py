@@ -2,7 +2,7 @@
 
 Layouts (one module each under ``pixelforge.data.layouts``):
   directory  class folders, flat / pre-split / hierarchical
-  csv        paths, URLs or embedded pixels
+  csv        paths, URLs or embedded pixels (.csv, .tsv, and the same gzipped)
   json       records or a {label: [paths]} mapping
   hdf5       group per class, nested groups, or flat images/labels datasets (pixelforge stores too)
   arrays     in-memory (x, y), .npz files, pandas DataFrames of paths and labels
@@ -38,6 +38,7 @@ LAYOUTS = {
 EXTENSION_LAYOUTS = {
     ".csv": "csv", ".tsv": "csv", ".json": "json", ".h5": "hdf5", ".hdf5": "hdf5", ".he5": "hdf5",
     ".npz": "npz", ".zip": "archive", ".tar": "archive", ".tgz": "archive", ".gz": "archive",
+    ".csv.gz": "csv", ".tsv.gz": "csv",
     ".bz2": "archive", ".xz": "archive",
 }
 

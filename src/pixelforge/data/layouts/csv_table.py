@@ -8,16 +8,19 @@ Columns are found by name (``filepath``/``filename``/``path``/``image``…, ``la
 ``category``/``target``/``y``, ``url``/``link``, ``split``/``subset``/``fold``) or given explicitly.
 Bad rows (empty label, missing file, path escaping the root, wrong field count, bad pixel value) are
 counted skips with a reason; only a file that is not a readable CSV at all is an error.
+``.csv.gz`` / ``.tsv.gz`` files are read through gzip as a stream (never decompressed to disk).
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import math
 import os
 import posixpath
 import re
+import zlib
 from itertools import islice
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -78,7 +81,7 @@ def infer_shape(count: int, source: str) -> tuple[int, ...]:
 
 
 def _sniff_delimiter(line: str, path: str) -> str:
-    if path.lower().endswith(".tsv"):
+    if path.lower().endswith((".tsv", ".tsv.gz")):
         return "\t"
     counts = {d: line.count(d) for d in (",", "\t", ";", "|")}
     best = max(counts, key=counts.get)
@@ -98,14 +101,18 @@ def _open(path: str, storage: Storage | None) -> tuple[io.TextIOBase, int]:
     file = Path(path)
     if not file.is_file():
         raise LayoutError(f"{path}: no such CSV file")
+    compressed = file.name.lower().endswith(".gz")
+    opener = gzip.open if compressed else open
     try:
         if file.stat().st_size == 0:
             raise LayoutError(f"{path}: empty file (0 bytes), expected a CSV with a header row")
-        lines = 1
-        with open(file, "rb") as raw:
+        lines = 1  # one streaming pass counts rows (bounds the arrays); a gzip file is checked whole here
+        with opener(file, "rb") as raw:
             for block in iter(lambda: raw.read(1 << 20), b""):
                 lines += block.count(b"\n")
-        return open(file, encoding="utf-8-sig", newline=""), lines
+        return io.TextIOWrapper(opener(file, "rb"), encoding="utf-8-sig", newline=""), lines
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise LayoutError(f"{path}: not a complete gzip file ({exc}); is it truncated or misnamed?") from None
     except OSError as exc:
         raise LayoutError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
