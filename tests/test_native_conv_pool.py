@@ -91,20 +91,34 @@ def test_falls_back_where_the_kernel_does_not_apply():
 
 
 @needs_kernel
-def test_fmnist_baseline_trains_the_same_with_and_without_the_kernel():
+@pytest.mark.parametrize("training", [True, False])
+def test_fmnist_baseline_gives_the_same_numbers_with_and_without_the_kernel(monkeypatch, training):
+    from pixelforge.models.native import conv_pool
+
     torch.manual_seed(0)
-    model = build_model("fmnist_baseline", (1, 28, 28), 10)
+    model = build_model("fmnist_baseline", (1, 28, 28), 10).train(training)
     x = torch.rand(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.arange(16) % 10
-    model.train()
-    loss = F.cross_entropy(model(x), y)
-    fused = torch.autograd.grad(loss, list(model.parameters()))
-    model.eval()  # eval mode runs torch's ops
-    loss_ref = F.cross_entropy(model(x), y)
-    plain = torch.autograd.grad(loss_ref, list(model.parameters()))
+
+    def loss_and_grads():
+        loss = F.cross_entropy(model(x), y)
+        return loss, torch.autograd.grad(loss, list(model.parameters()))
+
+    loss, fused = loss_and_grads()
+    monkeypatch.setattr(conv_pool, "fused_conv_pool_relu", lambda *args: None)  # torch's ops
+    loss_ref, plain = loss_and_grads()
     torch.testing.assert_close(loss, loss_ref)
     for a, b in zip(fused, plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@needs_kernel
+def test_hooked_layers_run_one_by_one_so_the_summary_sees_them():
+    from pixelforge.models.summary import summarize
+
+    model = build_model("fmnist_baseline", (1, 28, 28), 10)
+    shapes = {row["name"]: row["output_shape"] for row in summarize(model, (1, 28, 28))}
+    assert shapes["features.0"] == [32, 26, 26] and shapes["features.1"] == [32, 13, 13]  # conv, then pool
 
 
 def test_disabled_kernel_leaves_training_working(tmp_path):

@@ -12,7 +12,7 @@ from torch import nn
 
 from pixelforge.models.base import Flatten, ZooModel, conv, dense, int_list
 from pixelforge.models.geometry import require_size
-from pixelforge.models.native.conv_pool import fused_conv_pool_relu
+from pixelforge.models.native.conv_pool import fused_conv_pool_relu, observed
 from pixelforge.models.registry import register
 
 
@@ -35,8 +35,8 @@ class CNN(ZooModel):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
-        if self.training:  # the first block (conv, pool, ReLU) as one C kernel where available
-            first = self.net[0]
+        first = self.net[0]
+        if not observed(*self.net[:3]):  # the first block (conv, pool, ReLU) as one C kernel where available
             fused = fused_conv_pool_relu(x, first.weight, first.bias)
             if fused is not None:
                 return self.net[3:](fused)

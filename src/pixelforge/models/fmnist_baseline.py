@@ -8,7 +8,7 @@ Keras equivalent (the baseline protocol; SGD lr 0.01 momentum 0.9)::
 The output layer keeps Keras' default glorot_uniform; ``kernel_initializer`` sets the hidden layers.
 ReLU runs after the pool: max and ReLU commute (ReLU is monotone), so outputs and gradients are the
 same as Keras' conv-relu-pool, with a quarter of the activation work (this model is benchmarked).
-In training, conv → pool → ReLU runs as one C kernel (``models/native``) where a compiler is
+Conv → pool → ReLU runs as one C kernel (``models/native``) where a compiler is
 available: the full-size convolution output and its gradient are never materialized. ``gradients``
 is the whole training step's forward and backward written out by hand (no autograd graph): at
 batch 32 the graph's bookkeeping costs about as much as the arithmetic.
@@ -42,7 +42,7 @@ class FashionBaseline(ZooModel):
 
     def forward(self, x):
         conv = self.features[0]
-        fused = conv_pool.fused_conv_pool_relu(x, conv.weight, conv.bias) if self.training else None
+        fused = None if conv_pool.observed(*self.features[:3]) else conv_pool.fused_conv_pool_relu(x, conv.weight, conv.bias)
         return self.classifier(self.features[3](fused) if fused is not None else self.features(x))
 
 

@@ -93,6 +93,11 @@ def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
+def observed(*modules: torch.nn.Module) -> bool:
+    """Whether hooks watch these layers (e.g. the model summary): then they must run one by one."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
 def fused_conv_pool_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor | None:
     """relu(max_pool2d(conv2d(x, weight, bias), 2)) for NCHW ``x``; the result is channels-last in memory.
 
