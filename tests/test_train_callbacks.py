@@ -141,3 +141,28 @@ def test_checkpoint_models_load_for_prediction(tmp_path, toy):
     Trainer(verbose=False).fit(train, validation=val, epochs=1, callbacks=[ModelCheckpoint(tmp_path)])
     model = load_model(tmp_path)
     assert model.classes == ["alpha", "beta", "gamma"]
+
+
+def test_resumed_early_stopping_restores_the_best_weights_from_the_checkpoint_best_model(tmp_path, toy):
+    """A constant monitor (the learning rate) makes epoch 1 the best for both callbacks, whatever training does."""
+    train, val = toy
+
+    def callbacks(run_dir):
+        return [ModelCheckpoint(run_dir, monitor="lr", mode="min"),
+                EarlyStopping(monitor="lr", mode="min", patience=1), ResumeCheckpoint(run_dir)]
+
+    straight = Trainer(seed=5, verbose=False)
+    straight.fit(train, validation=val, epochs=6, batch_size=16, callbacks=callbacks(tmp_path / "a"))
+    assert len(straight.history.epoch) == 3  # stopped, then put back epoch 1's weights
+
+    Trainer(seed=5, verbose=False).fit(train, validation=val, epochs=2, batch_size=16, callbacks=callbacks(tmp_path / "b"))
+    resumed = Trainer(seed=5, verbose=False)
+    resumed.fit(train, validation=val, epochs=6, batch_size=16, callbacks=callbacks(tmp_path / "b"),
+                resume_from=tmp_path / "b")
+    assert len(resumed.history.epoch) == 3
+    assert torch.equal(params(resumed.network), params(straight.network))
+
+    stopper = EarlyStopping(monitor="lr", mode="min")
+    stopper.load_state_dict({"best": 0.01, "best_epoch": 1, "wait": 0})  # not the epoch the folder holds
+    assert not stopper.recover_best_weights(tmp_path / "b")
+    assert not EarlyStopping().recover_best_weights(tmp_path / "missing")

@@ -132,9 +132,14 @@ class EarlyStopping(_Monitored):
             )
 
     def on_train_end(self, logs=None) -> None:
-        if self.stopped_epoch is not None and self.restore_best_weights and self._best_weights is not None:
+        if self.stopped_epoch is None or not self.restore_best_weights:
+            return
+        if self._best_weights is not None:
             self.trainer.network.load_state_dict(self._best_weights)
             self.trainer.log(f"restored the weights of epoch {self.best_epoch + 1}")
+        else:
+            self.trainer.log(f"[yellow]the weights of the best epoch ({self.best_epoch + 1}) were lost with the "
+                             "resumed run and no checkpoint-best model holds them; keeping the last epoch's[/]")
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "wait": self.wait}
@@ -142,8 +147,27 @@ class EarlyStopping(_Monitored):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.wait = int(state.get("wait", 0))
-        # after a resume the best weights in memory are gone; the run folder's best model remains
-        self._best_weights = None
+        self._best_weights = None  # gone with the killed process; see recover_best_weights
+
+    def recover_best_weights(self, run_dir) -> bool:
+        """After a resume, take the best epoch's weights from the run folder's checkpoint-best model
+        (``model.json`` + ``model.safetensors``) when it holds that epoch by the same monitor.
+
+        Returns whether they were recovered; if not, the end-of-training restore is skipped (and says so).
+        """
+        if not self.restore_best_weights or self.best_epoch is None:
+            return False
+        from pixelforge.train.saved import load_model
+
+        try:
+            saved = load_model(run_dir)
+        except PixelforgeError:
+            return False
+        metrics = saved.config.get("metrics") or {}
+        if metrics.get("epoch") != self.best_epoch + 1 or metrics.get("monitor") != self.monitor:
+            return False
+        self._best_weights = {k: v.detach().clone() for k, v in saved.network.state_dict().items()}
+        return True
 
 
 class CSVLogger(Callback):

@@ -383,6 +383,8 @@ class Trainer:
         states = meta.get("callbacks") or []
         for cb, state in zip(self.callbacks, states, strict=False):
             cb.load_state_dict(state)
+            if hasattr(cb, "recover_best_weights"):
+                cb.recover_best_weights(run_dir)
         if self.initial_epoch >= self.epochs:
             self.log(f"the checkpoint already has {self.initial_epoch} epochs (asked for {self.epochs}); nothing to do")
         else:
