@@ -8,8 +8,8 @@
 
    Layouts: x (B, H, W, C); w (3, 3, C, F); out and arg (B, PH, PW, F) with PH = (H - 2) / 2,
    PW = (W - 2) / 2 (Keras' floor pooling). arg holds the window position 0..3 (row-major, the first
-   maximum wins, as in torch's max_pool2d), or 4 where ReLU zeroed the output. The input gradient is not computed: the layer is used as
-   a network's first layer, whose input is data.
+   maximum wins, as in torch's max_pool2d), or 4 where ReLU zeroed the output. The input gradient is
+   not computed: the layer serves as a network's first layer, whose input is data.
 
    Built at first use by conv_pool.py with -O3 -march=native -fopenmp; the F loops vectorize. */
 #include <stdint.h>
