@@ -26,8 +26,10 @@ from pixelforge.models import build_model
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = {
     "plain": "torch.nn.Sequential written from the Keras definition (conv-relu-pool, NCHW)",
-    "zoo_contiguous": "the zoo model converted to contiguous (NCHW) weights, NCHW input",
-    "zoo": "the zoo model as built (channels-last weights), NHWC batch viewed as NCHW (what the trainer feeds)",
+    "zoo_contiguous": "the zoo model converted to contiguous (NCHW) weights, NCHW input (C kernel included)",
+    "zoo_torch_ops": "the zoo model as built (channels-last weights), NHWC batch viewed as NCHW, torch's conv/pool ops",
+    "zoo": "as zoo_torch_ops with conv-pool-ReLU as the C kernel (models/native), autograd for the rest",
+    "zoo_gradients": "as zoo with the hand-written backward pass (model.gradients, what the trainer runs)",
     "zoo_bf16": "as zoo, under torch.autocast('cpu', bfloat16)",
     "zoo_compile": "as zoo, through torch.compile(model)",
 }
@@ -50,11 +52,19 @@ def prepare(variant: str, batch: int):
     else:
         x = x.permute(0, 3, 1, 2)
     y = torch.randint(0, 10, (batch,))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, fused=variant.startswith("zoo"))
     forward = torch.compile(model) if variant == "zoo_compile" else model
     bf16 = variant == "zoo_bf16"
 
+    if variant == "zoo_torch_ops":
+        def forward(batch):
+            return model.classifier(model.features(batch))
+
     def step():
+        if variant == "zoo_gradients":
+            model.gradients(x, y)
+            optimizer.step()
+            return
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(forward(x), y)
