@@ -1,9 +1,9 @@
 """``relu(max_pool2d(conv2d(x, w, b), 2))`` for a 3x3 stride-1 valid convolution, fused in C.
 
 Same values and gradients as the torch ops (up to float summation order), in 4-6x less time for the
-Fashion-MNIST baseline's first layer (forward + backward, batch 256, 2 threads: ~2 ms against ~10 ms). ``fused_conv_pool_relu`` returns None when the fused kernel
-does not apply (no compiler, not float32 on CPU, input that needs a gradient, autocast, tracing or
-compiling); the caller then runs the torch ops.
+Fashion-MNIST baseline's first layer (forward + backward, batch 256, 2 threads: ~2 ms against ~10 ms).
+``fused_conv_pool_relu`` returns None when the fused kernel does not apply (no compiler, not float32
+on CPU, input that needs a gradient, autocast, tracing or compiling); the caller then runs the torch ops.
 """
 
 from __future__ import annotations
