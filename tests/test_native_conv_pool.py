@@ -203,7 +203,7 @@ def test_trainer_with_hand_written_gradients_matches_autograd_training(monkeypat
 
 @needs_kernel
 def test_cnn_first_block_uses_the_kernel_with_the_same_training_gradients(monkeypatch):
-    import pixelforge.models.cnn as cnn_module
+    from pixelforge.models.native import conv_pool
 
     torch.manual_seed(2)
     model = build_model("cnn", (1, 28, 28), 10)
@@ -217,7 +217,7 @@ def test_cnn_first_block_uses_the_kernel_with_the_same_training_gradients(monkey
         return [p.grad.clone() for p in model.parameters()]
 
     fused = grads()
-    monkeypatch.setattr(cnn_module, "fused_conv_pool_relu", lambda *args: None)
+    monkeypatch.setattr(conv_pool, "fused_conv_pool_relu", lambda *args: None)  # torch's ops
     plain = grads()
     for a, b in zip(fused, plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

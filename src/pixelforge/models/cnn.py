@@ -12,7 +12,7 @@ from torch import nn
 
 from pixelforge.models.base import Flatten, ZooModel, conv, dense, int_list
 from pixelforge.models.geometry import require_size
-from pixelforge.models.native.conv_pool import fused_conv_pool_relu, observed
+from pixelforge.models.native.conv_pool import run_block
 from pixelforge.models.registry import register
 
 
@@ -35,12 +35,7 @@ class CNN(ZooModel):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
-        first = self.net[0]
-        if not observed(*self.net[:3]):  # the first block (conv, pool, ReLU) as one C kernel where available
-            fused = fused_conv_pool_relu(x, first.weight, first.bias)
-            if fused is not None:
-                return self.net[3:](fused)
-        return self.net(x)
+        return self.net[3:](run_block(self.net[:3], x))  # the first block as one C kernel where available
 
 
 @register("cnn", "Conv 3x3 + ReLU + MaxPool 2x2 + Dropout 0.25 per entry of filters, then Dense",

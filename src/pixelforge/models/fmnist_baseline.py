@@ -41,10 +41,7 @@ class FashionBaseline(ZooModel):
         )
 
     def forward(self, x):
-        conv = self.features[0]
-        fused = None if conv_pool.observed(*self.features[:3]) else conv_pool.fused_conv_pool_relu(x, conv.weight, conv.bias)
-        return self.classifier(self.features[3](fused) if fused is not None else self.features(x))
-
+        return self.classifier(self.features[3](conv_pool.run_block(self.features[:3], x)))
 
     def gradients(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Mean cross-entropy loss and logits for a batch, with every parameter's ``.grad`` set — the
@@ -54,13 +51,13 @@ class FashionBaseline(ZooModel):
         needs its own gradient, L1/L2 penalties (their gradient is autograd's job), or not float32 CPU.
         """
         conv, hidden, output = self.features[0], self.classifier[0], self.classifier[2]
-        if self.l1 or self.l2 or not conv_pool.applies(x, conv.weight) or conv.bias is None:
+        if self.l1 or self.l2 or not conv_pool.applies(x, conv.weight, conv.bias):
             return None
         with torch.no_grad():
             n = len(x)
             x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free for channels-last batches
-            pooled, window = conv_pool.forward_nhwc(
-                x_nhwc, conv.weight.permute(2, 3, 1, 0).contiguous(), conv.bias.contiguous())
+            kernel = conv.weight.permute(2, 3, 1, 0).contiguous()  # (3, 3, C, F): the C kernel's layout
+            pooled, window = conv_pool.forward_nhwc(x_nhwc, kernel, conv.bias.contiguous())
             flat = pooled.view(n, -1)  # NHWC order: Keras' Flatten
             hid = torch.addmm(hidden.bias, flat, hidden.weight.t()).relu_()
             logits = torch.addmm(output.bias, hid, output.weight.t())
@@ -79,7 +76,7 @@ class FashionBaseline(ZooModel):
             torch.mm(d_hid.t(), flat, out=grads[2])
             torch.sum(d_hid, dim=0, out=grads[3])
             d_pooled = torch.mm(d_hid, hidden.weight).view(pooled.shape)
-            d_kernel = torch.empty(conv.weight.permute(2, 3, 1, 0).shape)
+            d_kernel = torch.empty_like(kernel)
             conv_pool.weight_gradients_nhwc(x_nhwc, d_pooled, window, d_kernel, grads[1])
             grads[0].copy_(d_kernel.permute(3, 2, 0, 1))
         return loss, logits

@@ -82,10 +82,10 @@ def available() -> bool:
     return _library() is not None
 
 
-def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+def applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether the fused kernel can run this call (else use the torch ops)."""
     return (
-        x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
+        bias is not None and x.dtype == torch.float32 and weight.dtype == torch.float32 and x.device.type == "cpu"
         and x.dim() == 4 and x.shape[2] >= 4 and x.shape[3] >= 4 and tuple(weight.shape[2:]) == (3, 3)
         and not x.requires_grad and not torch.is_autocast_enabled("cpu")
         and not torch.jit.is_tracing() and not torch.jit.is_scripting() and not torch.compiler.is_compiling()
@@ -93,19 +93,25 @@ def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
-def observed(*modules: torch.nn.Module) -> bool:
-    """Whether hooks watch these layers (e.g. the model summary): then they must run one by one."""
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
-
-
 def fused_conv_pool_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor | None:
     """relu(max_pool2d(conv2d(x, weight, bias), 2)) for NCHW ``x``; the result is channels-last in memory.
 
     Returns None where the fused kernel does not apply.
     """
-    if bias is None or not applies(x, weight):
+    if not applies(x, weight, bias):
         return None
     x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free for the channels-last batches the trainer feeds
     w_hwcf = weight.permute(2, 3, 1, 0).contiguous()
     out = _ConvPoolReLU.apply(x_nhwc, w_hwcf, bias.contiguous())
     return out.permute(0, 3, 1, 2)
+
+
+def run_block(layers: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``layers`` = (Conv2d 3x3, MaxPool2d(2), ReLU) applied to ``x``: as the fused kernel where it
+    applies, else layer by layer — also whenever hooks watch the layers (e.g. the model summary)."""
+    conv = layers[0]
+    if not any(m._forward_hooks or m._forward_pre_hooks for m in layers):
+        fused = fused_conv_pool_relu(x, conv.weight, conv.bias)
+        if fused is not None:
+            return fused
+    return layers(x)
