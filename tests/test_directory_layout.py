@@ -17,6 +17,27 @@ def test_flat_class_folders_give_sorted_classes_and_counts(class_tree):
     assert not m.is_split
 
 
+def test_integer_class_folders_sort_numerically_like_a_csv_of_the_same_labels(tmp_path):
+    img = np.zeros((4, 4), np.uint8)
+    for label in ("10", "2", "1"):
+        write_png(tmp_path / "tree" / label / "x.png", img)
+    (tmp_path / "tree" / "labels.csv").write_text("".join(["filepath,label\n"] + [f"{k}/x.png,{k}\n" for k in (10, 2, 1)]))
+    folders, table = read_dataset(tmp_path / "tree", layout="directory"), read_dataset(tmp_path / "tree" / "labels.csv")
+    assert folders.classes == table.classes == ["1", "2", "10"]
+    for m in (folders, table):
+        assert dict(zip(m.labels, m.label_indices().tolist(), strict=True)) == {"1": 0, "2": 1, "10": 2}
+
+
+def test_keras_drop_in_keeps_keras_text_order_for_integer_folders(tmp_path):
+    from pixelforge.keras import ImageDataGenerator
+
+    for label in ("10", "2", "1"):
+        write_png(tmp_path / label / "x.png", np.zeros((4, 4), np.uint8))
+    flow = ImageDataGenerator().flow_from_directory(tmp_path, target_size=(4, 4), batch_size=3, shuffle=False)
+    assert flow.class_indices == {"1": 0, "10": 1, "2": 2}
+    assert flow.classes.tolist() == [0, 1, 2]
+
+
 def test_pre_split_folders_keep_their_split(tmp_path):
     img = np.zeros((4, 4), np.uint8)
     for split in ("train", "val", "test"):

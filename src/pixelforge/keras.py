@@ -432,8 +432,9 @@ class _FileIterator(Iterator):
         return (batch_x, batch_y) if weights is None else (batch_x, batch_y, weights[rows])
 
     def _index_classes(self, classes):
-        """Class indices in the order given (Keras ``classes=``) or sorted; binary needs exactly two."""
-        names = list(classes) if classes else list(self.manifest.classes)
+        """Class indices in the order given (Keras ``classes=``) or sorted as text, as Keras sorts them
+        ("10" before "2"; pixelforge's own readers sort integer names numerically); binary needs exactly two."""
+        names = list(classes) if classes else sorted(self.manifest.classes)
         if self.class_mode == "binary" and len(names) != 2:
             raise PixelforgeError(f'class_mode="binary" needs exactly 2 classes, found {len(names)}: {names[:10]}')
         self.class_indices = {name: i for i, name in enumerate(names)}

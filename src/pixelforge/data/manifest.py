@@ -1,12 +1,13 @@
 """The Manifest: one row per image (where it is, its label, its split), the meeting point of the data layer.
 
 Every layout reader produces a Manifest and everything downstream (decode, audit, convert, split,
-train) consumes one. Class indices are assigned once, from the sorted class names, and travel with the
-data. A Manifest is a plain table, so it can be sliced into shards for workers or other machines.
+train) consumes one. Class indices are assigned once, from the sorted class names (integer names sort
+numerically, "2" before "10", whatever the layout), and travel with the data. A Manifest is a plain table, so it can be sliced into shards for workers or other machines.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -23,6 +24,17 @@ SPLIT_ALIASES = {
     "valid": "validation",
     "validation": "validation",
 }
+
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+def class_order(labels) -> list[str]:
+    """Sorted class names; when every name is an integer they sort numerically (2 before 10), so a
+    dataset gets the same class indices from a folder tree, a CSV, JSON or arrays."""
+    names = set(labels)
+    if names and all(_INTEGER.match(name) for name in names):
+        return sorted(names, key=int)
+    return sorted(names)
 
 
 @dataclass(frozen=True)
@@ -81,7 +93,7 @@ class Manifest:
             if len(self.splits) != len(self.locations):
                 raise ValueError(f"{len(self.locations)} locations but {len(self.splits)} splits")
         if self.classes is None:
-            self.classes = sorted(set(self.labels))
+            self.classes = class_order(self.labels)
         else:
             self.classes = list(self.classes)
             unknown = set(self.labels) - set(self.classes)

@@ -5,9 +5,8 @@ name, resolving a row's path safely inside the dataset root, and building the fi
 from __future__ import annotations
 
 import posixpath
-import re
 
-from pixelforge.data.manifest import Manifest, Skip
+from pixelforge.data.manifest import Manifest, Skip, class_order
 from pixelforge.data.storage import Storage
 from pixelforge.errors import LayoutError, UnsafePathError
 
@@ -18,7 +17,6 @@ LABEL_NAMES = ("label", "labels", "class", "class_name", "classname", "category"
 URL_NAMES = ("url", "image_url", "link", "uri", "href")
 SPLIT_NAMES = ("split", "subset", "fold", "set", "partition")
 
-_INTEGER = re.compile(r"^[+-]?\d+$")
 
 
 def find_column(names: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, source: str) -> int | None:
@@ -47,14 +45,6 @@ def clean_label(value) -> str | None:
     if not text or text.lower() in ("nan", "none", "null"):
         return None
     return text
-
-
-def class_order(labels) -> list[str]:
-    """Sorted class names; when every name is an integer they sort numerically (2 before 10)."""
-    names = set(labels)
-    if names and all(_INTEGER.match(name) for name in names):
-        return sorted(names, key=int)
-    return sorted(names)
 
 
 def resolve_location(value: str, prefix: str = "") -> str:
