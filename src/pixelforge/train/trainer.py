@@ -28,7 +28,7 @@ from pixelforge.train.data import ArrayData, prepare
 from pixelforge.train.normalize import BatchTransform, PreprocessedModel, to_tensor
 from pixelforge.train.optimizers import build_optimizer
 from pixelforge.train.schedules import Schedule
-from pixelforge.train.speed import auto_threads, tune_malloc
+from pixelforge.train.speed import ThreadTuner, auto_threads, tune_malloc
 
 
 class TrainingDiverged(PixelforgeError):
@@ -96,6 +96,9 @@ class Trainer:
     compile: run the model through ``torch.compile`` (a one-off compile cost; on CPU it measured
         slower than eager for the small zoo models, so it is off by default).
     threads: torch CPU threads; "auto" takes the cores idle now (see ``speed.auto_threads``).
+    adaptive_threads: while training on more than one thread, time steps on those threads and on one and
+        keep the faster, probing again every few seconds (``speed.ThreadTuner``): on shared or virtual
+        cores one thread can be the faster. Off for bit-reproducible multi-threaded runs.
     precision: "fp32" (default, like Keras) or "bf16": forward passes under CPU autocast to bfloat16
         with float32 weights and loss — faster on CPUs with AVX-512 BF16 for models that have no C
         kernel (fmnist_baseline's fp32 path, with its kernel, is faster), slightly different numbers.
@@ -106,7 +109,7 @@ class Trainer:
                  nesterov: bool = False, weight_decay: float = 0.0, schedule=None, augment=None,
                  seed: int = 0, compile: bool = False, threads: int | str | None = None, verbose: bool = True,
                  memory_budget: int | None = None, workers: int | None = None, console=None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", adaptive_threads: bool = True):
         self.model_name = model if isinstance(model, str) else model.config["name"]
         self.network = None if isinstance(model, str) else model
         self.model_params = dict(model_params or {})
@@ -124,6 +127,8 @@ class Trainer:
         if precision not in ("fp32", "bf16"):
             raise PixelforgeError(f"precision must be fp32 or bf16, got {precision!r}")
         self.precision = precision
+        self.adaptive_threads = adaptive_threads
+        self._tuner: ThreadTuner | None = None
         tune_malloc()
         if threads == "auto":
             threads = auto_threads()
@@ -256,6 +261,8 @@ class Trainer:
             return self._fit_closed_form(train_data, val_data)
         self.steps_per_epoch = math.ceil(len(train_data) / self.batch_size)
         self.stop_training = False
+        if self.adaptive_threads:
+            self._tuner = ThreadTuner(torch.get_num_threads())
         try:
             for cb in self.callbacks:
                 cb.on_train_begin()
@@ -275,6 +282,9 @@ class Trainer:
                 if done else "training interrupted during the first epoch; nothing was saved"
             ) from None
         finally:
+            if self._tuner is not None:
+                self._tuner.close()
+                self._tuner = None
             for cb in self.callbacks:
                 cb.close()
         return self.history
@@ -316,6 +326,9 @@ class Trainer:
         total = self.steps_per_epoch * self.epochs
         base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
         step = epoch * self.steps_per_epoch
+        tuner = self._tuner
+        if tuner is not None:
+            tuner.pause()  # the validation pass since the last step is not a step
         for b, (images, labels) in enumerate(data.batches(self.batch_size, order)):
             if pipeline is not None:
                 images = pipeline(images, np.random.default_rng([self.seed, epoch, b]))
@@ -336,6 +349,8 @@ class Trainer:
                 loss.backward()
             optimizer.step()
             running.add(loss, logits, y)
+            if tuner is not None:
+                tuner.step_done()
             step += 1
             if b % 64 == 63 and not torch.isfinite(running.loss_sum):
                 self._diverged(epoch, b)
