@@ -46,8 +46,12 @@ def test_onnx_can_output_probabilities(tmp_path):
     np.testing.assert_allclose(got, torch.softmax(model(x), 1).detach().numpy(), atol=1e-5)
 
 
-def test_knn_exports_with_its_training_set(tmp_path):
+@pytest.mark.parametrize("eight_bit", [False, True])
+def test_knn_exports_with_its_training_set(tmp_path, eight_bit):
     x, y = torch.rand(40, 1, 6, 6), torch.arange(40) % 4
+    if eight_bit:  # stored as byte codes + value table; the export decodes them
+        x = (x * 255).round() / 255
     model = build_model("knn", (1, 6, 6), 4, k=1, chunk=16).fit_arrays(x, y)
+    assert (len(model.train_codes) > 0) == eight_bit
     path = export_onnx(model, (1, 6, 6), tmp_path / "knn.onnx", probabilities=True)
     assert np.array_equal(run_onnx(path, x[:9].numpy()).argmax(1), y[:9].numpy())

@@ -193,6 +193,31 @@ def test_knn_state_round_trips_through_a_fresh_model():
         build_model("knn", (1, 4, 4), 3)(x)
 
 
+def test_knn_stores_8_bit_images_as_bytes_exactly_and_other_data_as_float():
+    rng = np.random.default_rng(1)
+    pixels = torch.from_numpy(rng.integers(0, 256, (30, 1, 5, 5))).float()
+    y = torch.arange(30) % 3
+    for scaled in (pixels / 255, pixels / 127.5 - 1, (pixels - 33.3) / 71.1):
+        model = build_model("knn", (1, 5, 5), 3, k=1, chunk=8).fit_arrays(scaled, y)
+        assert model.train_codes.dtype == torch.uint8 and model.train_codes.shape == (30, 25)
+        assert len(model.train_x) == 0
+        assert torch.equal(model.training_rows(0, 30), scaled.reshape(30, -1))  # exact, not rounded
+        assert torch.equal(model.predict_proba(scaled).argmax(1), y)
+    floats = torch.from_numpy(rng.random((30, 1, 5, 5), dtype=np.float32))
+    model = build_model("knn", (1, 5, 5), 3, k=1).fit_arrays(floats, y)
+    assert len(model.train_codes) == 0 and torch.equal(model.train_x, floats.reshape(30, -1))
+
+
+def test_knn_saved_before_byte_codes_still_loads():
+    x, y = torch.rand(20, 1, 4, 4), torch.arange(20) % 3  # 320 distinct values: stored as float32
+    model = build_model("knn", (1, 4, 4), 3, k=1).fit_arrays(x, y)
+    assert len(model.train_x) == 20
+    old_state = {k: v for k, v in model.state_dict().items() if k not in ("train_codes", "train_values")}
+    fresh = build_model("knn", (1, 4, 4), 3, k=1)
+    fresh.load_state_dict(old_state)
+    assert torch.equal(fresh.predict_proba(x).argmax(1), y)
+
+
 def test_summary_rows_fold_activations_and_count_batch_norm_statistics():
     rows = summarize(build_model("minivggnet", (1, 28, 28), 10), (1, 28, 28))
     assert rows[0] == {"name": "features.0", "layer": "Conv2d+ReLU", "output_shape": [32, 28, 28],
