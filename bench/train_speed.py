@@ -8,7 +8,8 @@ run and ``--rounds`` runs of every runner, interleaved; a runner's speed is that
 - pixelforge: ``Trainer.fit`` on a uint8 array — data pipeline included (seeded shuffle, index
   gather, normalization in torch, augmentation hook, running loss/accuracy);
 - pixelforge (HDF5): the same from a ``pixelforge convert`` store, loading included;
-- pixelforge --precision bf16: the same with the forward pass under bfloat16 autocast (opt-in);
+- pixelforge --precision bf16: the same with the dense layer's products on bfloat16 inputs (opt-in;
+  float32 weights and gradients; Keras runs float32 throughout);
 - eager torch: what one writes by hand — nn.Sequential in Keras' layer order, float32 tensors
   normalized up front, DataLoader(shuffle=True), ``loss.item()`` per step;
 - tf_keras (tensorflow-cpu) and Keras 3 on JAX, through ``bench/keras_train_peer.py`` in the

@@ -178,6 +178,40 @@ def test_hand_written_gradients_match_autograd():
 
 
 @needs_kernel
+def test_bf16_hand_written_gradients_are_close_to_float32_and_stay_float32():
+    torch.manual_seed(2)
+    model = build_model("fmnist_baseline", (1, 28, 28), 10)
+    x, y = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+    model.gradients(x, y)
+    exact = [p.grad.clone() for p in model.parameters()]
+    loss, logits = model.gradients(x, y, bf16=True)
+    assert logits.dtype == torch.float32 and torch.isfinite(loss)
+    for got, want in zip([p.grad for p in model.parameters()], exact, strict=True):
+        assert got.dtype == torch.float32
+        cosine = F.cosine_similarity(got.flatten(), want.flatten(), dim=0)
+        assert cosine > 0.999, cosine  # bfloat16 inputs: ~3 significant digits, same direction
+    assert not torch.equal(model.classifier[0].weight.grad, exact[2])  # the products did run in bfloat16
+
+
+@needs_kernel
+def test_bf16_training_uses_the_hand_written_path(monkeypatch):
+    import numpy as np
+
+    from pixelforge.models.fmnist_baseline import FashionBaseline
+    from pixelforge.train import Trainer
+
+    calls = []
+    original = FashionBaseline.gradients
+    monkeypatch.setattr(FashionBaseline, "gradients",
+                        lambda self, x, labels, bf16=False: calls.append(bf16) or original(self, x, labels, bf16))
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8), np.arange(64) % 4
+    history = Trainer("fmnist_baseline", seed=0, verbose=False, precision="bf16").fit((x, y), epochs=3, batch_size=16)
+    assert calls and all(calls)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@needs_kernel
 def test_trainer_with_hand_written_gradients_matches_autograd_training(monkeypatch):
     import numpy as np
 
@@ -194,7 +228,7 @@ def test_trainer_with_hand_written_gradients_matches_autograd_training(monkeypat
         return history.history["loss"], [p.detach().clone() for p in trainer.network.parameters()]
 
     fast_loss, fast_weights = train()
-    monkeypatch.setattr(FashionBaseline, "gradients", lambda self, x, labels: None)  # autograd path
+    monkeypatch.setattr(FashionBaseline, "gradients", lambda self, x, labels, bf16=False: None)  # autograd path
     slow_loss, slow_weights = train()
     np.testing.assert_allclose(fast_loss, slow_loss, rtol=1e-4)
     for a, b in zip(fast_weights, slow_weights, strict=True):

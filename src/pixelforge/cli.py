@@ -453,8 +453,10 @@ ChannelsOpt = Annotated[int | None, typer.Option("--channels", help="1 (grayscal
 StandardizeOpt = Annotated[str | None, typer.Option("--standardize", help="global, channel, pixel (fitted on training data) or sample.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits, weights, shuffling and augmentation.")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value (repeatable).")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: the idle cores now, at least 1).")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (like Keras) or bf16 (autocast forward; faster for models without a C kernel on AVX-512 BF16 CPUs).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: the idle cores now, at least 1); training "
+                                                  "drops to one thread while that measures faster (shared cores).")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (like Keras) or bf16 (matrix products on bfloat16 inputs, float32 weights; faster on "
+                                                          "AVX-512 BF16 CPUs, slightly different numbers).")]
 
 
 def _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,

@@ -43,9 +43,14 @@ class FashionBaseline(ZooModel):
     def forward(self, x):
         return self.classifier(self.features[3](conv_pool.run_block(self.features[:3], x)))
 
-    def gradients(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def gradients(self, x: torch.Tensor, labels: torch.Tensor, bf16: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Mean cross-entropy loss and logits for a batch, with every parameter's ``.grad`` set — the
         same numbers as ``F.cross_entropy(self(x), labels).backward()`` up to float rounding.
+
+        ``bf16``: the three products of the hidden dense layer (forward, its weight gradient, the gradient
+        sent back to the convolution) take bfloat16 inputs, as under autocast (2-2.7x faster on CPUs with
+        AVX-512 BF16); the convolution, the output layer, the loss and every stored gradient stay float32.
 
         Returns None (and touches nothing) where this pass does not apply: no C kernel, an input that
         needs its own gradient, L1/L2 penalties (their gradient is autograd's job), or not float32 CPU.
@@ -59,7 +64,9 @@ class FashionBaseline(ZooModel):
             kernel = conv.weight.permute(2, 3, 1, 0).contiguous()  # (3, 3, C, F): the C kernel's layout
             pooled, window = conv_pool.forward_nhwc(x_nhwc, kernel, conv.bias.contiguous())
             flat = pooled.view(n, -1)  # NHWC order: Keras' Flatten
-            hid = torch.addmm(hidden.bias, flat, hidden.weight.t()).relu_()
+            low = torch.Tensor.bfloat16 if bf16 else torch.Tensor.contiguous  # the dense products' input type
+            flat_low, weight_low = low(flat), low(hidden.weight)
+            hid = torch.addmm(low(hidden.bias), flat_low, weight_low.t()).float().relu_()
             logits = torch.addmm(output.bias, hid, output.weight.t())
             # cross-entropy: d loss / d logits = (softmax - one_hot) / n
             log_probs = torch.log_softmax(logits, dim=1)
@@ -73,9 +80,13 @@ class FashionBaseline(ZooModel):
             torch.mm(d_logits.t(), hid, out=grads[4])
             torch.sum(d_logits, dim=0, out=grads[5])
             d_hid = torch.mm(d_logits, output.weight).mul_(hid > 0)
-            torch.mm(d_hid.t(), flat, out=grads[2])
             torch.sum(d_hid, dim=0, out=grads[3])
-            d_pooled = torch.mm(d_hid, hidden.weight).view(pooled.shape)
+            d_hid_low = low(d_hid)
+            if bf16:
+                grads[2].copy_(torch.mm(d_hid_low.t(), flat_low))
+            else:
+                torch.mm(d_hid.t(), flat, out=grads[2])
+            d_pooled = torch.mm(d_hid_low, weight_low).float().view(pooled.shape)
             d_kernel = torch.empty_like(kernel)
             conv_pool.weight_gradients_nhwc(x_nhwc, d_pooled, window, d_kernel, grads[1])
             grads[0].copy_(d_kernel.permute(3, 2, 0, 1))
