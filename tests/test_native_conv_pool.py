@@ -161,7 +161,12 @@ def test_the_build_is_cached_by_source_hash(tmp_path, monkeypatch):
 
 
 @needs_kernel
-def test_hand_written_gradients_match_autograd():
+@pytest.mark.parametrize("c_head", [True, False])
+def test_hand_written_gradients_match_autograd(monkeypatch, c_head):
+    if not c_head:  # the softmax head's torch fallback
+        from pixelforge.models.native import softmax_head
+
+        monkeypatch.setattr(softmax_head, "head_gradients", lambda *args: None)
     torch.manual_seed(1)
     model = build_model("fmnist_baseline", (3, 20, 18), 7, filters=16, units=24)
     x = torch.rand(12, 3, 20, 18)
@@ -255,3 +260,28 @@ def test_cnn_first_block_uses_the_kernel_with_the_same_training_gradients(monkey
     plain = grads()
     for a, b in zip(fused, plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@needs_kernel
+@pytest.mark.parametrize("n,h,k", [(1, 3, 2), (32, 100, 10), (7, 24, 13)])
+def test_softmax_head_matches_torch(n, h, k):
+    from pixelforge.models.fmnist_baseline import FashionBaseline
+    from pixelforge.models.native import softmax_head
+
+    torch.manual_seed(n)
+    hid = torch.randn(n, h).relu_()
+    output = torch.nn.Linear(h, k)
+    labels = torch.randint(0, k, (n,))
+    want = [torch.empty(k, h), torch.empty(k), torch.empty(h)]
+    ref_grads = [None, None, None, want[2], want[0], want[1]]
+    with torch.no_grad():
+        ref_loss, ref_logits, ref_d_hid = FashionBaseline._head(hid, output, labels, ref_grads)
+    got = [torch.empty(k, h), torch.empty(k), torch.empty(h)]
+    loss, logits, d_hid = softmax_head.head_gradients(hid, output.weight.detach(), output.bias.detach(), labels, *got)
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(logits, ref_logits)
+    torch.testing.assert_close(d_hid, ref_d_hid, rtol=1e-5, atol=1e-7)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="labels must be in"):
+        softmax_head.head_gradients(hid, output.weight.detach(), output.bias.detach(), labels + k, *got)

@@ -21,7 +21,7 @@ from torch import nn
 
 from pixelforge.models.base import Flatten, ZooModel, conv, dense, positive_int
 from pixelforge.models.geometry import require_size
-from pixelforge.models.native import conv_pool
+from pixelforge.models.native import conv_pool, softmax_head
 from pixelforge.models.registry import register
 
 OPS = [(3, 1, 0), (2, 2, 0)]
@@ -67,20 +67,11 @@ class FashionBaseline(ZooModel):
             low = torch.Tensor.bfloat16 if bf16 else torch.Tensor.contiguous  # the dense products' input type
             flat_low, weight_low = low(flat), low(hidden.weight)
             hid = torch.addmm(low(hidden.bias), flat_low, weight_low.t()).float().relu_()
-            logits = torch.addmm(output.bias, hid, output.weight.t())
-            # cross-entropy: d loss / d logits = (softmax - one_hot) / n
-            log_probs = torch.log_softmax(logits, dim=1)
-            rows = torch.arange(n)
-            loss = log_probs[rows, labels].mean().neg()
-            d_logits = log_probs.exp_()
-            d_logits[rows, labels] -= 1.0
-            d_logits.div_(n)
             grads = [self._grad_buffer(p) for p in (conv.weight, conv.bias, hidden.weight, hidden.bias,
                                                      output.weight, output.bias)]
-            torch.mm(d_logits.t(), hid, out=grads[4])
-            torch.sum(d_logits, dim=0, out=grads[5])
-            d_hid = torch.mm(d_logits, output.weight).mul_(hid > 0)
-            torch.sum(d_hid, dim=0, out=grads[3])
+            head = softmax_head.head_gradients(hid, output.weight.contiguous(), output.bias.contiguous(), labels,
+                                               grads[4], grads[5], grads[3])
+            loss, logits, d_hid = head if head is not None else self._head(hid, output, labels, grads)
             d_hid_low = low(d_hid)
             if bf16:
                 grads[2].copy_(torch.mm(d_hid_low.t(), flat_low))
@@ -91,6 +82,25 @@ class FashionBaseline(ZooModel):
             conv_pool.weight_gradients_nhwc(x_nhwc, d_pooled, window, d_kernel, grads[1])
             grads[0].copy_(d_kernel.permute(3, 2, 0, 1))
         return loss, logits
+
+    @staticmethod
+    def _head(hid, output, labels, grads):
+        """The output layer and cross-entropy with torch's ops (what softmax_head does in one C call):
+        (loss, logits, d_hid); writes the output layer's and the hidden bias's gradients into ``grads``."""
+        n = len(hid)
+        logits = torch.addmm(output.bias, hid, output.weight.t())
+        # cross-entropy: d loss / d logits = (softmax - one_hot) / n
+        log_probs = torch.log_softmax(logits, dim=1)
+        rows = torch.arange(n)
+        loss = log_probs[rows, labels].mean().neg()
+        d_logits = log_probs.exp_()
+        d_logits[rows, labels] -= 1.0
+        d_logits.div_(n)
+        torch.mm(d_logits.t(), hid, out=grads[4])
+        torch.sum(d_logits, dim=0, out=grads[5])
+        d_hid = torch.mm(d_logits, output.weight).mul_(hid > 0)
+        torch.sum(d_hid, dim=0, out=grads[3])
+        return loss, logits, d_hid
 
     @staticmethod
     def _grad_buffer(param: nn.Parameter) -> torch.Tensor:

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c11", "-ffp-contract=fast"]
+LIBS = ["-lm"]  # after the source: linkers that drop unused libraries read them in order
 _LOCK = threading.Lock()
 _LOADED: dict[str, ctypes.CDLL | None] = {}
 _ERRORS: dict[str, str] = {}
@@ -53,7 +54,7 @@ def _build(name: str) -> Path:
     if compiler is None:
         raise OSError("no C compiler (cc/gcc) found")
     key = hashlib.sha256(
-        source.read_bytes() + " ".join([compiler, *FLAGS, platform.machine(), _cpu_flags()]).encode()
+        source.read_bytes() + " ".join([compiler, *FLAGS, *LIBS, platform.machine(), _cpu_flags()]).encode()
     ).hexdigest()[:16]
     target = cache_dir() / f"{name}-{key}.so"
     if target.exists():
@@ -62,7 +63,7 @@ def _build(name: str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".so", dir=target.parent)
     os.close(fd)
     try:  # built under a temporary name and renamed: a concurrent or killed build never leaves half a file
-        done = subprocess.run([compiler, *FLAGS, "-o", tmp, str(source)], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([compiler, *FLAGS, "-o", tmp, str(source), *LIBS], capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise OSError(f"{compiler} failed: {done.stderr.strip()[-500:]}")
         os.replace(tmp, target)

@@ -1,0 +1,57 @@
+"""Output layer + softmax cross-entropy, forward and backward in one C call (see softmax_head.c).
+
+``head_gradients`` returns None where the C library cannot be built; the caller then runs torch's ops.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from pixelforge.models import native
+
+_FLOAT_P, _LONG_P = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int64)
+_DECLARED = False
+
+
+def _library():
+    global _DECLARED
+    lib = native.load("softmax_head")
+    if lib is not None and not _DECLARED:
+        fn = lib.softmax_cross_entropy_head
+        fn.argtypes = [_FLOAT_P, _FLOAT_P, _FLOAT_P, _LONG_P, _FLOAT_P, _FLOAT_P, _FLOAT_P, _FLOAT_P, _FLOAT_P,
+                       ctypes.c_long, ctypes.c_int, ctypes.c_int]
+        fn.restype = ctypes.c_double
+        _DECLARED = True
+    return lib
+
+
+def _ptr(t: torch.Tensor, kind=_FLOAT_P):
+    return ctypes.cast(t.data_ptr(), kind)
+
+
+def head_gradients(hid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, labels: torch.Tensor,
+                   dw: torch.Tensor, db: torch.Tensor, dbh: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """For ``logits = hid @ weight.T + bias`` and the mean cross-entropy against ``labels``: writes the
+    output layer's gradients into ``dw``/``db`` and the previous layer's bias gradient into ``dbh``; returns
+    (loss, logits, d_hid), d_hid being zero where ``hid`` (a ReLU output) is 0. All float32 contiguous
+    except labels (int64). None where the C library is unavailable."""
+    lib = _library()
+    if lib is None:
+        return None
+    n, h = hid.shape
+    k = weight.shape[0]
+    labels = labels.to(torch.int64).contiguous()
+    logits = torch.empty((n, k), dtype=torch.float32)
+    d_hid = torch.empty((n, h), dtype=torch.float32)
+    loss = lib.softmax_cross_entropy_head(
+        _ptr(hid), _ptr(weight), _ptr(bias), _ptr(labels, _LONG_P), _ptr(logits), _ptr(dw), _ptr(db),
+        _ptr(d_hid), _ptr(dbh), n, h, k,
+    )
+    if loss == -1.0:
+        raise ValueError(f"labels must be in 0..{k - 1}")
+    if loss == -2.0:
+        raise MemoryError("softmax head could not allocate its buffer")
+    return torch.tensor(loss, dtype=torch.float32), logits, d_hid
