@@ -278,6 +278,39 @@ def test_split_named_tables_inside_an_archive_are_combined(tmp_path):
     assert m.counts_by_split() == {"train": {"x": 1, "y": 1}, "test": {"x": 1, "y": 1}}
 
 
+def test_gzip_tables_inside_an_archive_read_like_plain_ones(tmp_path):
+    members = {f"imgs/{i}.png": png_bytes(i) for i in range(4)}
+    members["train.csv.gz"] = gzip.compress(b"filepath,label\nimgs/0.png,x\nimgs/1.png,y\n")
+    members["test.tsv.gz"] = gzip.compress(b"filepath\tlabel\nimgs/2.png\tx\n") + gzip.compress(b"imgs/3.png\ty\n")
+    for path in (make_zip(tmp_path / "d.zip", members), make_tar(tmp_path / "d.tar.gz", members)):
+        m = read_dataset(path)
+        assert m.counts_by_split() == {"train": {"x": 1, "y": 1}, "test": {"x": 1, "y": 1}}
+        assert m.load(m.locations.index("imgs/3.png"))[0, 0, 0] == 3
+
+
+@pytest.mark.parametrize("member,message", [
+    (gzip.compress(b"filepath,label\nimgs/0.png,x\n")[:-6], "not a complete gzip file"),
+    (b"filepath,label\nimgs/0.png,x\n", "not a gzip file"),
+    (b"", "empty file"),
+])
+def test_bad_gzip_table_inside_an_archive_is_a_clear_error(tmp_path, member, message):
+    path = make_zip(tmp_path / "d.zip", {"imgs/0.png": png_bytes(0), "labels.csv.gz": member})
+    with pytest.raises(LayoutError, match=message):
+        read_dataset(path)
+    result = CliRunner().invoke(app, ["info", str(path)])
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+
+
+def test_gzip_table_that_decompresses_past_the_limit_is_refused(tmp_path, monkeypatch):
+    from pixelforge.data.layouts import csv_table
+
+    monkeypatch.setattr(csv_table, "MAX_TABLE_BYTES", 1000)
+    bomb = gzip.compress(b"filepath,label\n" + b"imgs/0.png,x\n" * 500)
+    path = make_zip(tmp_path / "d.zip", {"imgs/0.png": png_bytes(0), "labels.csv.gz": bomb})
+    with pytest.raises(LayoutError, match="refused"):
+        read_dataset(path)
+
+
 def test_inner_member_can_be_chosen(tmp_path):
     members = dict(TREE, **{"data/only_cats.csv": b"filepath,label\ntrain/cat/0.png,cat\n"})
     path = make_tar(tmp_path / "d.tar", members, mode="w")

@@ -5,11 +5,11 @@
 only the cores that are idle now (by the 1-minute load average), at least one.
 
 ``ThreadTuner``: while training runs, times steps on all the threads and on one, and keeps the
-  faster. On a virtual machine two vCPUs can share one physical core (the host places them on SMT
-  siblings, and moves them): then both threads get half a core each and pay for every synchronisation,
-  and a 2-thread step measured 0.6x the speed of a 1-thread step (8,200 vs 14,000 images/s at batch
-  32), while on separate cores it is 1.45x. The placement changes without notice, so the tuner probes
-  again every few seconds.
+  faster. On the 2-vCPU dev machine there are phases, minutes long, in which two busy threads run far
+  slower than one (a 2-thread step at 0.6x the speed of a 1-thread step: 8,200 vs 14,000 images/s at
+  batch 32, against 1.45x otherwise), while either vCPU alone stays fast — what the host does with two
+  busy vCPUs (SMT siblings, a CPU quota) is not visible from inside. Phases come and go without
+  notice, so the tuner probes again every few seconds.
 
 ``tune_malloc``: glibc serves allocations over 128 KiB-32 MiB with fresh ``mmap`` pages and returns
 them on free, so every training step page-faults its activations in again. Raising the mmap and trim

@@ -15,7 +15,7 @@ reported as counted skips (``storage.refused``). Archive bombs are stopped by ``
 pickled; each process reopens the archive on its first read.
 
 ``read_archive_layout`` finds what the archive holds: class folders (the directory layout), or a
-CSV / JSON table (read with the archive as its storage, paths relative to the table's folder in the
+CSV (or .csv.gz) / JSON table (read with the archive as its storage, paths relative to the table's folder in the
 archive), or an .npz file.
 """
 
@@ -42,7 +42,7 @@ from pixelforge.errors import LayoutError, PixelforgeError, UnsafePathError
 GiB = 1024**3
 DEFAULT_MAX_TOTAL_BYTES = 8 * GiB
 DEFAULT_MAX_MEMBER_BYTES = 512 * 1024**2
-TABLE_EXTENSIONS = (".csv", ".tsv", ".json")
+TABLE_EXTENSIONS = (".csv", ".tsv", ".json", ".csv.gz", ".tsv.gz")
 
 
 def default_memory_limit() -> int:
@@ -363,7 +363,7 @@ def _read_table(storage: ArchiveStorage, member: str, source: str, options: dict
 
     lower = member.lower()
     name = f"{source}!{member}"
-    if lower.endswith((".csv", ".tsv")):
+    if lower.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")):
         check_options(read_csv_layout, options, "csv")
         return read_csv_layout(member, storage=storage, source=name, **options)
     if lower.endswith(".json"):
@@ -372,7 +372,7 @@ def _read_table(storage: ArchiveStorage, member: str, source: str, options: dict
     if lower.endswith(".npz"):
         check_options(read_npz_layout, options, "npz")
         return read_npz_layout(storage.read(member), source=name, **options)
-    raise LayoutError(f"{name}: cannot read this member as a dataset; expected .csv, .tsv, .json or .npz")
+    raise LayoutError(f"{name}: cannot read this member as a dataset; expected .csv, .tsv (or either .gz), .json or .npz")
 
 
 def _concat(parts: list[tuple[Manifest, str]], storage, source: str) -> Manifest:
@@ -451,7 +451,7 @@ def _detect(storage, files, tables, inner, label_mode, source, options) -> tuple
         top = [t for t in tables if t.count("/") == depth]
         if len(top) == 1:
             return _read_table(storage, top[0], source, options), f"table {top[0]}"
-        stems = {t: posixpath.splitext(posixpath.basename(t))[0].lower() for t in top}
+        stems = {t: posixpath.basename(t).lower().removesuffix(".gz").rsplit(".", 1)[0] for t in top}
         if all(stem in SPLIT_ALIASES for stem in stems.values()):
             parts = [(_read_table(storage, t, source, options), SPLIT_ALIASES[stems[t]]) for t in top]
             return _concat(parts, storage, source), f"tables {', '.join(top)} (one per split)"

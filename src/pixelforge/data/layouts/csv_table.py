@@ -88,6 +88,29 @@ def _sniff_delimiter(line: str, path: str) -> str:
     return best if counts[best] else ","
 
 
+MAX_TABLE_BYTES = 1024**3  # a gzip table inside an archive is decompressed in memory: refuse bombs
+
+
+def _gunzip_member(data: bytes, where: str) -> bytes:
+    """The decompressed bytes of a gzip table read from a storage (e.g. a member of an archive)."""
+    if not data:
+        raise LayoutError(f"{where}: empty file (0 bytes), expected a gzip-compressed CSV")
+    try:
+        # wbits 31: gzip header and trailer checked; several concatenated gzip members are read in turn
+        out, rest = [], data
+        while rest:
+            unzip = zlib.decompressobj(wbits=31)
+            out.append(unzip.decompress(rest, MAX_TABLE_BYTES + 1 - sum(map(len, out))))
+            if sum(map(len, out)) > MAX_TABLE_BYTES:
+                raise LayoutError(f"{where}: decompresses to over {MAX_TABLE_BYTES >> 20} MB; refused")
+            if not unzip.eof:
+                raise LayoutError(f"{where}: not a complete gzip file; is it truncated or misnamed?")
+            rest = unzip.unused_data.lstrip(b"\0")
+        return b"".join(out)
+    except zlib.error as exc:
+        raise LayoutError(f"{where}: not a gzip file ({exc}); is it misnamed?") from None
+
+
 def _open(path: str, storage: Storage | None) -> tuple[io.TextIOBase, int]:
     """A text handle on the CSV (from disk or from a storage) and an upper bound on its line count."""
     if storage is not None:
@@ -96,6 +119,8 @@ def _open(path: str, storage: Storage | None) -> tuple[io.TextIOBase, int]:
             data = storage.read(path)
             if isinstance(data, np.ndarray):
                 raise LayoutError(f"{storage.describe(path)}: not a CSV file")
+            if path.lower().endswith(".gz"):
+                data = _gunzip_member(data, storage.describe(path))
             return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=""), data.count(b"\n") + 1
         path = str(local)
     file = Path(path)
