@@ -30,6 +30,7 @@ VARIANTS = {
     "zoo_torch_ops": "the zoo model as built (channels-last weights), NHWC batch viewed as NCHW, torch's conv/pool ops",
     "zoo": "as zoo_torch_ops with conv-pool-ReLU as the C kernel (models/native), autograd for the rest",
     "zoo_gradients": "as zoo with the hand-written backward pass (model.gradients, what the trainer runs)",
+    "zoo_gradients_bf16": "as zoo_gradients with the dense layer's products on bfloat16 inputs (--precision bf16)",
     "zoo_bf16": "as zoo, under torch.autocast('cpu', bfloat16)",
     "zoo_compile": "as zoo, through torch.compile(model)",
 }
@@ -61,8 +62,8 @@ def prepare(variant: str, batch: int):
             return model.classifier(model.features(batch))
 
     def step():
-        if variant == "zoo_gradients":
-            model.gradients(x, y)
+        if variant.startswith("zoo_gradients"):
+            model.gradients(x, y, bf16=variant.endswith("bf16"))
             optimizer.step()
             return
         optimizer.zero_grad(set_to_none=True)
