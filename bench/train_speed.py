@@ -6,7 +6,8 @@ Side by side, per batch size (32, 256) and thread count, after a warm-up, ``--ep
 run and ``--rounds`` runs of every runner, interleaved; a runner's speed is that of its median epoch
 (the machine is shared and noisy, and every runner is measured the same way):
 - pixelforge: ``Trainer.fit`` on a uint8 array — data pipeline included (seeded shuffle, index
-  gather, normalization in torch, augmentation hook, running loss/accuracy);
+  gather, normalization in torch, augmentation hook, running loss/accuracy); with 2 threads the
+  trainer's thread tuner may run phases on 1 thread where that measures faster (as a user gets it);
 - pixelforge (HDF5): the same from a ``pixelforge convert`` store, loading included;
 - pixelforge --precision bf16: the same with the dense layer's products on bfloat16 inputs (opt-in;
   float32 weights and gradients; Keras runs float32 throughout);
@@ -218,6 +219,8 @@ def write_results(rows: list[dict], notes: list[str], args) -> None:
             continue
         ratio = speed.get(("pixelforge", batch, threads), float("nan")) / speed[key]
         lines.append(f"| {runner} | {batch} | {threads} | {speed[key]:,.0f} | {len(table[key])} | {ratio:.2f}x |")
+    lines += ["", "pixelforge rows with 2 threads: the trainer's thread tuner uses 1 of them in phases where that "
+              "measures faster (Trainer(adaptive_threads=True), the default)."]
     lines += ["", "Issue's reference numbers (2 cores, measured elsewhere, not by this run): "
               "tf_keras 7,800 / 12,000 img/s and eager torch 5,600 / 7,400 img/s at batch 32 / 256."]
     lines += [f"- {n}" for n in notes]
