@@ -311,6 +311,18 @@ def test_gzip_table_that_decompresses_past_the_limit_is_refused(tmp_path, monkey
         read_dataset(path)
 
 
+def test_hdf5_inside_an_archive_says_to_extract_it(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    store = tmp_path / "x.h5"
+    with h5py.File(store, "w") as f:
+        f["images"] = np.zeros((2, 4, 4), np.uint8)
+        f["labels"] = np.array([0, 1])
+    path = make_zip(tmp_path / "d.zip", {"data/x.h5": store.read_bytes()})
+    for options in ({}, {"inner": "data/x.h5"}):
+        with pytest.raises(LayoutError, match="extract it and read the .h5 file directly"):
+            read_dataset(path, **options)
+
+
 def test_inner_member_can_be_chosen(tmp_path):
     members = dict(TREE, **{"data/only_cats.csv": b"filepath,label\ntrain/cat/0.png,cat\n"})
     path = make_tar(tmp_path / "d.tar", members, mode="w")

@@ -43,6 +43,9 @@ GiB = 1024**3
 DEFAULT_MAX_TOTAL_BYTES = 8 * GiB
 DEFAULT_MAX_MEMBER_BYTES = 512 * 1024**2
 TABLE_EXTENSIONS = (".csv", ".tsv", ".json", ".csv.gz", ".tsv.gz")
+HDF5_EXTENSIONS = (".h5", ".hdf5")
+# HDF5 needs random access to a real file, which a compressed archive member is not
+HDF5_ADVICE = "HDF5 files are not read inside archives; extract it and read the .h5 file directly"
 
 
 def default_memory_limit() -> int:
@@ -372,6 +375,8 @@ def _read_table(storage: ArchiveStorage, member: str, source: str, options: dict
     if lower.endswith(".npz"):
         check_options(read_npz_layout, options, "npz")
         return read_npz_layout(storage.read(member), source=name, **options)
+    if lower.endswith(HDF5_EXTENSIONS):
+        raise LayoutError(f"{name}: {HDF5_ADVICE}")
     raise LayoutError(f"{name}: cannot read this member as a dataset; expected .csv, .tsv (or either .gz), .json or .npz")
 
 
@@ -459,6 +464,9 @@ def _detect(storage, files, tables, inner, label_mode, source, options) -> tuple
     npz = [f for f in files if f.lower().endswith(".npz")]
     if len(npz) == 1:
         return _read_table(storage, npz[0], source, options), f"arrays {npz[0]}"
+    hdf5 = [f for f in files if f.lower().endswith(HDF5_EXTENSIONS)]
+    if hdf5:
+        raise LayoutError(f"{source}: holds the HDF5 file {hdf5[0]}; {HDF5_ADVICE}")
     if directory_error is not None:
         raise directory_error
     raise LayoutError(
