@@ -203,6 +203,10 @@ def test_knn_stores_8_bit_images_as_bytes_exactly_and_other_data_as_float():
         assert len(model.train_x) == 0
         assert torch.equal(model.training_rows(0, 30), scaled.reshape(30, -1))  # exact, not rounded
         assert torch.equal(model.predict_proba(scaled).argmax(1), y)
+    big = torch.from_numpy(rng.integers(0, 256, (5000, 1, 5, 5))).float() / 255
+    coded = build_model("knn", (1, 5, 5), 3, k=1).fit_arrays(big, torch.arange(5000) % 3)
+    held = sum(t.untyped_storage().nbytes() for t in coded.buffers())
+    assert held < 5000 * 25 * 2  # the codes and small buffers, not a float32 copy (500 kB) kept by a view
     floats = torch.from_numpy(rng.random((30, 1, 5, 5), dtype=np.float32))
     model = build_model("knn", (1, 5, 5), 3, k=1).fit_arrays(floats, y)
     assert len(model.train_codes) == 0 and torch.equal(model.train_x, floats.reshape(30, -1))

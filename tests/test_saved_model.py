@@ -110,3 +110,22 @@ def test_class_count_mismatch_between_json_and_weights_is_explained(copy):
     assert sha256_file(copy / "model.safetensors") == doc["weights"]["sha256"]
     with pytest.raises(PixelforgeError, match="class count"):
         load_model(copy)
+
+
+def test_knn_run_saved_before_byte_codes_loads_through_load_model(tmp_path):
+    """A knn run folder written before the uint8 codes (train_x float32 only) still loads and predicts."""
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (30, 6, 6, 1), dtype=np.uint8), np.arange(30) % 3
+    trainer = Trainer("knn", model_params={"k": 1}, seed=0, verbose=False)
+    trainer.fit((x, y), epochs=1, batch_size=8)
+    folder = tmp_path / "run"
+    trainer.save(folder)
+    tensors = load_file(str(folder / "model.safetensors"))
+    assert tensors["train_codes"].dtype == torch.uint8 and len(tensors["train_x"]) == 0
+    old = {"train_x": tensors["train_values"][tensors["train_codes"].long()], "train_sq": tensors["train_sq"],
+           "train_y": tensors["train_y"]}
+    save_file(old, str(folder / "model.safetensors"))
+    doc = json.loads((folder / "model.json").read_text())
+    doc["weights"]["sha256"] = sha256_file(folder / "model.safetensors")
+    (folder / "model.json").write_text(json.dumps(doc))
+    np.testing.assert_array_equal(load_model(folder).predict_arrays(x).argmax(1), y)

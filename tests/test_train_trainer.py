@@ -168,6 +168,14 @@ def test_non_gradient_model_fits_in_one_pass():
     assert history.history["val_accuracy"][0] == 1.0
 
 
+def test_integer_string_labels_get_numeric_class_order():
+    x, y = toy_images()
+    names = np.array(["2", "10", "1"])[y % 3]
+    trainer = Trainer("knn", seed=0, verbose=False)
+    trainer.fit((x, names), epochs=1)
+    assert trainer.classes == ["1", "2", "10"]
+
+
 def test_too_small_images_and_unknown_models_are_clear_errors():
     x, y = toy_images(size=12)
     with pytest.raises(PixelforgeError, match="valid models"):

@@ -59,11 +59,11 @@ class KNearestNeighbors(nn.Module):
         if y.min() < 0 or y.max() >= self.num_classes:
             raise PixelforgeError(f"knn labels must be in 0..{self.num_classes - 1}")
         coded = _as_codes(x)
-        if coded is None:
-            self.train_x, self.train_codes, self.train_values = x.contiguous().clone(), self.train_codes[:0], x[:0, 0]
+        none_f, none_u8 = torch.empty(0, self.features), torch.empty(0, self.features, dtype=torch.uint8)
+        if coded is None:  # fresh empty tensors: a view of x would keep all of x alive
+            self.train_x, self.train_codes, self.train_values = x.contiguous().clone(), none_u8, torch.empty(0)
         else:
-            self.train_values, self.train_codes = coded
-            self.train_x = x[:0]
+            (self.train_values, self.train_codes), self.train_x = coded, none_f
         self.train_sq = x.square().sum(1)
         self.train_y = y.clone()
         return self
@@ -71,14 +71,21 @@ class KNearestNeighbors(nn.Module):
     def training_rows(self, start: int, stop: int) -> torch.Tensor:
         """Training rows ``start:stop`` as float32 (decoded from the byte codes when stored that way)."""
         if len(self.train_codes):
+            if torch.onnx.is_in_onnx_export():  # exported as float32 constants, not as int64 codes (8 bytes)
+                return self.train_values[self.train_codes.long()][start:stop]
             return self.train_values[self.train_codes[start:stop].long()]
         return self.train_x[start:stop]
 
+    def upgrade_state_dict(self, state: dict, prefix: str = "") -> dict:
+        """Weights saved before the byte codes existed (train_x only) get empty code buffers."""
+        if prefix + "train_x" in state and prefix + "train_codes" not in state:
+            state[prefix + "train_codes"] = torch.empty(0, self.features, dtype=torch.uint8)
+            state[prefix + "train_values"] = torch.empty(0)
+        return state
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The stored training set decides the buffer sizes: resize before the strict shape check.
-        if prefix + "train_x" in state_dict and prefix + "train_codes" not in state_dict:  # saved before codes
-            state_dict[prefix + "train_codes"] = self.train_codes[:0]
-            state_dict[prefix + "train_values"] = self.train_values[:0]
+        self.upgrade_state_dict(state_dict, prefix)
         for name in ("train_x", "train_codes", "train_values", "train_sq", "train_y"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
@@ -121,14 +128,20 @@ class KNearestNeighbors(nn.Module):
         return self.predict_proba(x).clamp_min(1e-7).log()
 
 
-def _as_codes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(values, uint8 codes) with ``values[codes] == x`` exactly, or None when x has over 256 distinct values."""
-    if len(torch.unique(x[:256])) > 256:  # a cheap look at the first rows rules out most float data
+def _as_codes(x: torch.Tensor, rows: int = 4096) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(values, uint8 codes) with ``values[codes] == x`` exactly, or None when x has over 256 distinct
+    values. Works in blocks of ``rows`` so the extra memory stays near the codes' own size."""
+    values = torch.empty(0)
+    for start in range(0, len(x), rows):
+        values = torch.unique(torch.cat([values, torch.unique(x[start:start + rows])]))
+        if len(values) > 256:
+            return None
+    if not torch.isfinite(values).all():  # NaN is not equal to itself: no exact code for it
         return None
-    values, codes = torch.unique(x, sorted=True, return_inverse=True)
-    if len(values) > 256:
-        return None
-    return values, codes.to(torch.uint8).reshape(x.shape)
+    codes = torch.empty(x.shape, dtype=torch.uint8)
+    for start in range(0, len(x), rows):
+        codes[start:start + rows] = torch.searchsorted(values, x[start:start + rows]).to(torch.uint8)
+    return values, codes
 
 
 @register("knn", "k-nearest neighbours on raw pixels (no gradient training; stores the training set)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pixelforge.data.manifest import Manifest, Skip
+from pixelforge.data.manifest import Manifest, Skip, class_order
 from pixelforge.data.preprocess import Preprocess
 from pixelforge.errors import PixelforgeError
 
@@ -262,7 +262,7 @@ def _prepare_arrays(data, spec: Preprocess, classes):
     if y.ndim == 2:  # one-hot, Keras style
         y = y.argmax(axis=1)
     if y.dtype.kind in ("U", "S", "O"):
-        names = sorted({str(v) for v in y}) if classes is None else list(classes)
+        names = class_order({str(v) for v in y}) if classes is None else list(classes)
         index = {name: i for i, name in enumerate(names)}
         unknown = sorted({str(v) for v in y} - set(index))
         if unknown:

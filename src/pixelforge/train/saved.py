@@ -161,6 +161,8 @@ def load_model(path) -> SavedModel:
 
 def load_weights(network: torch.nn.Module, tensors: dict, where: str) -> None:
     """Load ``tensors`` into ``network``, explaining missing, unexpected or mis-shaped entries."""
+    if hasattr(network, "upgrade_state_dict"):  # weights saved by an earlier version of the model
+        tensors = network.upgrade_state_dict(dict(tensors))
     expected = network.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
