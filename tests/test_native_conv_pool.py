@@ -283,5 +283,9 @@ def test_softmax_head_matches_torch(n, h, k):
     torch.testing.assert_close(d_hid, ref_d_hid, rtol=1e-5, atol=1e-7)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    params = (output.weight.detach(), output.bias.detach())
     with pytest.raises(ValueError, match="labels must be in"):
-        softmax_head.head_gradients(hid, output.weight.detach(), output.bias.detach(), labels + k, *got)
+        softmax_head.head_gradients(hid, *params, labels + k, *got)
+    for bad in (labels.repeat(2), labels.float(), torch.nn.functional.one_hot(labels, k)):
+        with pytest.raises(ValueError, match="class indices"):
+            softmax_head.head_gradients(hid, *params, bad, *got)

@@ -95,20 +95,16 @@ def _gunzip_member(data: bytes, where: str) -> bytes:
     """The decompressed bytes of a gzip table read from a storage (e.g. a member of an archive)."""
     if not data:
         raise LayoutError(f"{where}: empty file (0 bytes), expected a gzip-compressed CSV")
-    try:
-        # wbits 31: gzip header and trailer checked; several concatenated gzip members are read in turn
-        out, rest = [], data
-        while rest:
-            unzip = zlib.decompressobj(wbits=31)
-            out.append(unzip.decompress(rest, MAX_TABLE_BYTES + 1 - sum(map(len, out))))
-            if sum(map(len, out)) > MAX_TABLE_BYTES:
-                raise LayoutError(f"{where}: decompresses to over {MAX_TABLE_BYTES >> 20} MB; refused")
-            if not unzip.eof:
-                raise LayoutError(f"{where}: not a complete gzip file; is it truncated or misnamed?")
-            rest = unzip.unused_data.lstrip(b"\0")
-        return b"".join(out)
-    except zlib.error as exc:
+    try:  # GzipFile reads concatenated members and zero padding, checking each member's CRC and size
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as unzip:
+            out = unzip.read(MAX_TABLE_BYTES + 1)
+    except EOFError:
+        raise LayoutError(f"{where}: not a complete gzip file; is it truncated or misnamed?") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
         raise LayoutError(f"{where}: not a gzip file ({exc}); is it misnamed?") from None
+    if len(out) > MAX_TABLE_BYTES:
+        raise LayoutError(f"{where}: decompresses to over {MAX_TABLE_BYTES >> 20} MB; refused")
+    return out
 
 
 def _open(path: str, storage: Storage | None) -> tuple[io.TextIOBase, int]:

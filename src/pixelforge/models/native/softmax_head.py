@@ -43,6 +43,8 @@ def head_gradients(hid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
         return None
     n, h = hid.shape
     k = weight.shape[0]
+    if labels.shape != (n,) or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"labels must be {n} class indices, got shape {tuple(labels.shape)} {labels.dtype}")
     labels = labels.to(torch.int64).contiguous()
     logits = torch.empty((n, k), dtype=torch.float32)
     d_hid = torch.empty((n, h), dtype=torch.float32)
