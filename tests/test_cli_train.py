@@ -219,3 +219,22 @@ def test_train_with_progress_bar_prints_the_metrics_and_run_folder(tree, tmp_pat
     assert result.exit_code == 0, result.output
     assert "epoch 2/2" in result.output and "test_accuracy" in result.output
     assert f"run folder: {tmp_path / 'run'}" in result.output.replace("\n", "")
+
+
+def test_fixed_threads_reaches_the_trainer(tree, tmp_path, monkeypatch):
+    from pixelforge.train import trainer as trainer_module
+
+    seen = []
+    original = trainer_module.Trainer.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("adaptive_threads"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", spy)
+    for flag, expected in (([], True), (["--fixed-threads"], False)):
+        out = tmp_path / f"run{len(seen)}"
+        result = runner.invoke(app, ["train", str(tree), "--out", str(out), "--epochs", "1", "--batch-size", "16",
+                                     "--threads", "2", *flag])
+        assert result.exit_code == 0, result.output
+        assert seen[-1] is expected

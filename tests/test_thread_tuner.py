@@ -49,10 +49,32 @@ def test_drops_to_one_thread_when_two_share_a_core_and_probes_again_later():
     used = machine.run(tuner, 30)
     assert tuner.decisions == [1] and used[-5:] == [1] * 5
     machine.step_seconds = {2: 0.0015, 1: 0.0023}  # the host moved the vCPUs apart
-    machine.run(tuner, 400)
+    machine.run(tuner, 2000)
     assert tuner.decisions[-1] == 2 and machine.threads == 2
     tuner.close()
     assert machine.threads == 2
+
+
+def test_probing_costs_little_when_one_thread_is_much_slower():
+    """A slow model on many cores: 1 s per step on 16 threads, 10 s on 1; probes cost under 10% of an hour."""
+    machine = FakeMachine({16: 1.0, 1: 10.0})
+    tuner = tuner_for(machine)
+    steps = 0
+    while machine.now < 3600:
+        machine.run(tuner, 1)
+        steps += 1
+    assert steps > 0.9 * 3600 and set(tuner.decisions) == {16}
+
+
+def test_pause_during_the_one_thread_half_restores_the_chosen_count():
+    machine = FakeMachine({2: 0.001, 1: 0.003})
+    tuner = tuner_for(machine)
+    machine.run(tuner, 14)  # first probe: 2-thread half done, now timing 1 thread
+    assert machine.threads == 1
+    tuner.pause()  # validation runs on the chosen count, not on the probe's
+    assert machine.threads == 2
+    machine.run(tuner, 40)
+    assert tuner.decisions == [2]
 
 
 def test_noise_within_the_margin_keeps_all_threads():

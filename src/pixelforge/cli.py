@@ -455,15 +455,17 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits, weights, 
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value (repeatable).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: the idle cores now, at least 1); training "
                                                   "drops to one thread while that measures faster (shared cores).")]
+FixedThreadsOpt = Annotated[bool, typer.Option("--fixed-threads", help="Keep --threads fixed: no switching to one thread "
+                                                "(bit-reproducible multi-threaded runs).")]
 PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (like Keras) or bf16 (matrix products on bfloat16 inputs, float32 weights; faster on "
                                                           "AVX-512 BF16 CPUs, slightly different numbers).")]
 
 
 def _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
-                      precision="fp32") -> dict:
+                      precision="fp32", fixed_threads=False) -> dict:
     return {"optimizer": optimizer, "lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
             "schedule": schedule, "augment": augment, "seed": seed, "model_params": parse_options(param),
-            "threads": threads or "auto", "precision": precision}
+            "threads": threads or "auto", "precision": precision, "adaptive_threads": not fixed_threads}
 
 
 def _preprocess(size, channels, standardize):
@@ -486,8 +488,8 @@ def train(
     early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after N epochs without improvement.")] = None,
     monitor: Annotated[str, typer.Option("--monitor", help="val_loss or val_accuracy: picks the best checkpoint.")] = "val_loss",
     lr_find: Annotated[bool, typer.Option("--lr-find", help="Only run the LR range test (writes lr_find.png) and suggest an LR.")] = False,
-    threads: ThreadsOpt = None, precision: PrecisionOpt = "fp32", layout: LayoutOpt = "auto", option: OptionOpt = None,
-    as_json: JsonOpt = False,
+    threads: ThreadsOpt = None, fixed_threads: FixedThreadsOpt = False, precision: PrecisionOpt = "fp32",
+    layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
 ):
     """Train a model; writes the run folder (model.safetensors + model.json, checkpoints, curves, log, metrics)."""
     from pixelforge.data.read import read_dataset
@@ -496,7 +498,7 @@ def train(
 
     manifest = read_dataset(source, layout=layout, **parse_options(option))
     options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
-                                precision)
+                                precision, fixed_threads)
     spec = _preprocess(size, channels, standardize)
     if lr_find:
         result = lr_find_run(manifest, out, model=model, preprocess=spec, batch_size=batch_size, **options)
@@ -526,8 +528,8 @@ def cv(
     optimizer: OptimizerOpt = "auto", lr: LrOpt = None, momentum: MomentumOpt = None, nesterov: NesterovOpt = False,
     weight_decay: DecayOpt = 0.0, schedule: ScheduleOpt = None, augment: AugmentOpt = None, size: SizeOpt = None,
     channels: ChannelsOpt = None, standardize: StandardizeOpt = None, seed: SeedOpt = 1, param: ParamOpt = None,
-    threads: ThreadsOpt = None, precision: PrecisionOpt = "fp32", layout: LayoutOpt = "auto", option: OptionOpt = None,
-    as_json: JsonOpt = False,
+    threads: ThreadsOpt = None, fixed_threads: FixedThreadsOpt = False, precision: PrecisionOpt = "fp32",
+    layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
 ):
     """Stratified, shuffled, seeded k-fold cross-validation: accuracy mean ± std, per-fold curves, box plot."""
     from pixelforge.data.read import read_dataset
@@ -537,7 +539,7 @@ def cv(
     manifest = read_dataset(source, layout=layout, **parse_options(option))
     data = manifest.split("train") if "train" in manifest.split_names else manifest
     options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
-                                precision)
+                                precision, fixed_threads)
     options.pop("seed")
     report = cross_validate(data, _preprocess(size, channels, standardize), folds=folds, seed=seed, epochs=epochs,
                             batch_size=batch_size, out_dir=out, model=model, verbose=not as_json,

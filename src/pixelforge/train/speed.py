@@ -58,28 +58,34 @@ class ThreadTuner:
 
     Call ``step_done()`` after every training step and ``close()`` at the end (restores ``threads``).
     A probe times ``probe_steps`` steps on each setting (after ``settle_steps`` not timed, as the
-    thread pool wakes) and keeps the faster by its median step; the next probe comes ``every_s``
-    seconds later; one thread must be at least ``margin`` faster to be chosen (noise should not flip
-    it). ``pause()`` before work that is not a training step (validation) keeps it out of the timing.
-    With ``threads`` <= 1 it does nothing. Float results can differ slightly between
-    thread counts, so a run that switches is not bit-reproducible (single-threaded runs are).
+    thread pool wakes) and keeps the faster by its median step; one thread must be at least ``margin``
+    faster to be chosen (noise should not flip it), and the 1-thread half stops early once it is
+    clearly slower. Probes cost at most about 1/``budget`` of the time: the next one comes
+    ``every_s`` seconds later, or ``budget`` times the last probe's duration if that is longer, and the
+    wait doubles (up to 8x) while the decision stays the same. ``pause()`` before work that is not a
+    training step (validation): it abandons a probe under way and restores the chosen count. With
+    ``threads`` <= 1 it does nothing. Float results can differ slightly between thread counts, so a
+    run that switches is not bit-reproducible (single-threaded runs are).
     """
 
     def __init__(self, threads: int, *, probe_steps: int = 8, settle_steps: int = 2, every_s: float = 4.0,
-                 margin: float = 0.05,
+                 margin: float = 0.05, budget: float = 20.0,
                  set_threads: Callable[[int], None] | None = None, clock: Callable[[], float] = time.perf_counter):
         import torch
 
         self.threads = int(threads)
         self.probe_steps, self.settle_steps, self.every_s, self.margin = probe_steps, settle_steps, every_s, margin
+        self.budget = budget
         self._set = set_threads or torch.set_num_threads
         self._clock = clock
-        self.current = self.threads
+        self.current = self.chosen = self.threads
         self.decisions: list[int] = []  # the thread count each probe chose
         self._plan: list[int] = []  # thread counts still to time in this probe
         self._times: dict[int, list[float]] = {}
         self._skip = 0
         self._last: float | None = None
+        self._probe_start = 0.0
+        self._wait = every_s
         self._next_probe = clock()  # the first probe starts at once
         self.active = self.threads > 1
 
@@ -88,21 +94,30 @@ class ThreadTuner:
             return
         now = self._clock()
         step_time, self._last = (None if self._last is None else now - self._last), now
-        if self._plan:
-            if self._skip:
-                self._skip -= 1
-            elif step_time is not None:
-                times = self._times.setdefault(self._plan[0], [])
-                times.append(step_time)
-                if len(times) >= self.probe_steps:
-                    self._plan.pop(0)
-                    if self._plan:
-                        self._use(self._plan[0])
-                    else:
-                        self._decide(now)
-        elif now >= self._next_probe:
-            self._plan, self._times = [self.threads, 1], {}
-            self._use(self.threads)
+        if not self._plan:
+            if now >= self._next_probe:
+                self._plan, self._times, self._probe_start = [self.threads, 1], {}, now
+                self._use(self.threads)
+            return
+        if self._skip:
+            self._skip -= 1
+            return
+        if step_time is None:
+            return
+        setting = self._plan[0]
+        times = self._times.setdefault(setting, [])
+        times.append(step_time)
+        if setting == 1 and len(times) >= 3:
+            many = statistics.median(self._times[self.threads])
+            if statistics.median(times) > 1.5 * many:  # clearly slower: no need to finish timing it
+                self._decide(now)
+                return
+        if len(times) >= self.probe_steps:
+            self._plan.pop(0)
+            if self._plan:
+                self._use(self._plan[0])
+            else:
+                self._decide(now)
 
     def _use(self, threads: int) -> None:
         if threads != self.current:
@@ -113,13 +128,22 @@ class ThreadTuner:
     def _decide(self, now: float) -> None:
         many, one = (statistics.median(self._times[t]) for t in (self.threads, 1))
         best = 1 if one < many * (1 - self.margin) else self.threads
+        self._wait = min(self._wait * 2, self.every_s * 8) if best == self.chosen and self.decisions else self.every_s
         self.decisions.append(best)
+        self.chosen = best
+        self._plan = []
         self._use(best)
         self._skip = 0
-        self._next_probe = now + self.every_s
+        self._next_probe = now + max(self._wait, self.budget * (now - self._probe_start))
 
     def pause(self) -> None:
+        """The next step follows other work: do not time the gap, and leave no probe half done."""
         self._last = None
+        if self._plan:
+            self._plan = []
+            self._use(self.chosen)
+            self._skip = 0
+            self._next_probe = self._clock()  # probe again from the next step
 
     def close(self) -> None:
         if self.active and self.current != self.threads:
