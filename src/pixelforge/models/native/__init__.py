@@ -24,6 +24,29 @@ LIBS = ["-lm"]  # after the source: linkers that drop unused libraries read them
 _LOCK = threading.Lock()
 _LOADED: dict[str, ctypes.CDLL | None] = {}
 _ERRORS: dict[str, str] = {}
+_SIGNATURES: dict[str, dict[str, tuple[list, object]]] = {}
+
+FLOAT_P, BYTE_P, INT64_P = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_uint8), ctypes.POINTER(ctypes.c_int64)
+
+
+def pointer(tensor, kind=FLOAT_P):
+    """A ctypes pointer to a (contiguous) tensor's data."""
+    return ctypes.cast(tensor.data_ptr(), kind)
+
+
+def declare(name: str, signatures: dict[str, tuple[list, object]]) -> None:
+    """Record library ``name``'s C functions as {function: (argtypes, restype)}; they are set on the
+    library when it loads (and at once if it already has)."""
+    with _LOCK:
+        _SIGNATURES[name] = signatures
+        if _LOADED.get(name) is not None:
+            _apply_signatures(_LOADED[name], signatures)
+
+
+def _apply_signatures(lib: ctypes.CDLL, signatures: dict[str, tuple[list, object]]) -> None:
+    for function, (argtypes, restype) in signatures.items():
+        getattr(lib, function).argtypes = argtypes
+        getattr(lib, function).restype = restype
 
 
 def cache_dir() -> Path:
@@ -81,7 +104,9 @@ def load(name: str) -> ctypes.CDLL | None:
             try:
                 import torch  # noqa: F401  (torch's OpenMP runtime first: the kernel then shares its threads)
 
-                _LOADED[name] = ctypes.CDLL(str(_build(name)))
+                lib = ctypes.CDLL(str(_build(name)))
+                _apply_signatures(lib, _SIGNATURES.get(name, {}))
+                _LOADED[name] = lib
             except (OSError, subprocess.SubprocessError) as exc:
                 _LOADED[name], _ERRORS[name] = None, str(exc)
         return _LOADED[name]

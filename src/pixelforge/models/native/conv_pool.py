@@ -14,25 +14,17 @@ import torch
 
 from pixelforge.models import native
 
-_FLOAT_P, _BYTE_P = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_uint8)
-_SIGNATURE = None
+_SIZES = [ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+native.declare("conv_pool", {
+    "conv3x3_pool2_relu_forward": ([native.FLOAT_P] * 4 + [native.BYTE_P] + _SIZES, None),
+    "conv3x3_pool2_relu_backward": ([native.FLOAT_P, native.FLOAT_P, native.BYTE_P, native.FLOAT_P, native.FLOAT_P]
+                                    + _SIZES, ctypes.c_int),
+})
+_ptr = native.pointer
 
 
 def _library():
-    global _SIGNATURE
-    lib = native.load("conv_pool")
-    if lib is not None and _SIGNATURE is None:
-        sizes = [ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.conv3x3_pool2_relu_forward.argtypes = [_FLOAT_P, _FLOAT_P, _FLOAT_P, _FLOAT_P, _BYTE_P, *sizes]
-        lib.conv3x3_pool2_relu_forward.restype = None
-        lib.conv3x3_pool2_relu_backward.argtypes = [_FLOAT_P, _FLOAT_P, _BYTE_P, _FLOAT_P, _FLOAT_P, *sizes]
-        lib.conv3x3_pool2_relu_backward.restype = ctypes.c_int
-        _SIGNATURE = True
-    return lib
-
-
-def _ptr(t: torch.Tensor, kind=_FLOAT_P):
-    return ctypes.cast(t.data_ptr(), kind)
+    return native.load("conv_pool")
 
 
 def forward_nhwc(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +34,7 @@ def forward_nhwc(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor) -> tuple[
     f = w.shape[3]
     out = torch.empty((b, (h - 2) // 2, (wd - 2) // 2, f), dtype=torch.float32)
     window = torch.empty(out.shape, dtype=torch.uint8)
-    _library().conv3x3_pool2_relu_forward(_ptr(x), _ptr(w), _ptr(bias), _ptr(out), _ptr(window, _BYTE_P),
+    _library().conv3x3_pool2_relu_forward(_ptr(x), _ptr(w), _ptr(bias), _ptr(out), _ptr(window, native.BYTE_P),
                                           b, h, wd, c, f, torch.get_num_threads())
     return out, window
 
@@ -52,7 +44,7 @@ def weight_gradients_nhwc(x: torch.Tensor, grad: torch.Tensor, window: torch.Ten
     """Write the gradients of w (3, 3, C, F) and bias (F) into ``dw``/``db`` (contiguous float32)."""
     b, h, wd, c = x.shape
     status = _library().conv3x3_pool2_relu_backward(
-        _ptr(x), _ptr(grad), _ptr(window, _BYTE_P), _ptr(dw), _ptr(db), b, h, wd, c, db.shape[0],
+        _ptr(x), _ptr(grad), _ptr(window, native.BYTE_P), _ptr(dw), _ptr(db), b, h, wd, c, db.shape[0],
         torch.get_num_threads(),
     )
     if status != 0:

@@ -11,24 +11,11 @@ import torch
 
 from pixelforge.models import native
 
-_FLOAT_P, _LONG_P = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int64)
-_DECLARED = False
-
-
-def _library():
-    global _DECLARED
-    lib = native.load("softmax_head")
-    if lib is not None and not _DECLARED:
-        fn = lib.softmax_cross_entropy_head
-        fn.argtypes = [_FLOAT_P, _FLOAT_P, _FLOAT_P, _LONG_P, _FLOAT_P, _FLOAT_P, _FLOAT_P, _FLOAT_P, _FLOAT_P,
-                       ctypes.c_long, ctypes.c_int, ctypes.c_int]
-        fn.restype = ctypes.c_double
-        _DECLARED = True
-    return lib
-
-
-def _ptr(t: torch.Tensor, kind=_FLOAT_P):
-    return ctypes.cast(t.data_ptr(), kind)
+native.declare("softmax_head", {
+    "softmax_cross_entropy_head": ([native.FLOAT_P] * 3 + [native.INT64_P] + [native.FLOAT_P] * 5
+                                   + [ctypes.c_long, ctypes.c_int, ctypes.c_int], ctypes.c_double),
+})
+_ptr = native.pointer
 
 
 def head_gradients(hid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, labels: torch.Tensor,
@@ -38,7 +25,7 @@ def head_gradients(hid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
     output layer's gradients into ``dw``/``db`` and the previous layer's bias gradient into ``dbh``; returns
     (loss, logits, d_hid), d_hid being zero where ``hid`` (a ReLU output) is 0. All float32 contiguous
     except labels (int64). None where the C library is unavailable."""
-    lib = _library()
+    lib = native.load("softmax_head")
     if lib is None:
         return None
     n, h = hid.shape
@@ -49,7 +36,7 @@ def head_gradients(hid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
     logits = torch.empty((n, k), dtype=torch.float32)
     d_hid = torch.empty((n, h), dtype=torch.float32)
     loss = lib.softmax_cross_entropy_head(
-        _ptr(hid), _ptr(weight), _ptr(bias), _ptr(labels, _LONG_P), _ptr(logits), _ptr(dw), _ptr(db),
+        _ptr(hid), _ptr(weight), _ptr(bias), _ptr(labels, native.INT64_P), _ptr(logits), _ptr(dw), _ptr(db),
         _ptr(d_hid), _ptr(dbh), n, h, k,
     )
     if loss == -1.0:
