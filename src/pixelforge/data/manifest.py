@@ -2,7 +2,8 @@
 
 Every layout reader produces a Manifest and everything downstream (decode, audit, convert, split,
 train) consumes one. Class indices are assigned once, from the sorted class names (integer names sort
-numerically, "2" before "10", whatever the layout), and travel with the data. A Manifest is a plain table, so it can be sliced into shards for workers or other machines.
+numerically, "2" before "10", whatever the layout), and travel with the data. A Manifest is a plain
+table, so it can be sliced into shards for workers or other machines.
 """
 
 from __future__ import annotations

@@ -119,11 +119,12 @@ class ThreadTuner:
             else:
                 self._decide(now)
 
-    def _use(self, threads: int) -> None:
+    def _use(self, threads: int, settle: bool = True) -> None:
+        """Run on ``threads``; with ``settle`` the next steps are not timed (the pool wakes up)."""
         if threads != self.current:
             self._set(threads)
             self.current = threads
-        self._skip = self.settle_steps
+        self._skip = self.settle_steps if settle else 0
 
     def _decide(self, now: float) -> None:
         many, one = (statistics.median(self._times[t]) for t in (self.threads, 1))
@@ -132,8 +133,7 @@ class ThreadTuner:
         self.decisions.append(best)
         self.chosen = best
         self._plan = []
-        self._use(best)
-        self._skip = 0
+        self._use(best, settle=False)
         self._next_probe = now + max(self._wait, self.budget * (now - self._probe_start))
 
     def pause(self) -> None:
@@ -141,8 +141,7 @@ class ThreadTuner:
         self._last = None
         if self._plan:
             self._plan = []
-            self._use(self.chosen)
-            self._skip = 0
+            self._use(self.chosen, settle=False)
             self._next_probe = self._clock()  # probe again from the next step
 
     def close(self) -> None:

@@ -15,8 +15,8 @@ reported as counted skips (``storage.refused``). Archive bombs are stopped by ``
 pickled; each process reopens the archive on its first read.
 
 ``read_archive_layout`` finds what the archive holds: class folders (the directory layout), or a
-CSV (or .csv.gz) / JSON table (read with the archive as its storage, paths relative to the table's folder in the
-archive), or an .npz file.
+CSV (also .csv.gz) / JSON table (read with the archive as its storage, paths relative to the table's
+folder in the archive), or an .npz file.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from pixelforge.errors import LayoutError, PixelforgeError, UnsafePathError
 GiB = 1024**3
 DEFAULT_MAX_TOTAL_BYTES = 8 * GiB
 DEFAULT_MAX_MEMBER_BYTES = 512 * 1024**2
-TABLE_EXTENSIONS = (".csv", ".tsv", ".json", ".csv.gz", ".tsv.gz")
+CSV_EXTENSIONS = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
+TABLE_EXTENSIONS = (*CSV_EXTENSIONS, ".json")
 HDF5_EXTENSIONS = (".h5", ".hdf5")
 # HDF5 needs random access to a real file, which a compressed archive member is not
 HDF5_ADVICE = "HDF5 files are not read inside archives; extract it and read the .h5 file directly"
@@ -366,7 +367,7 @@ def _read_table(storage: ArchiveStorage, member: str, source: str, options: dict
 
     lower = member.lower()
     name = f"{source}!{member}"
-    if lower.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")):
+    if lower.endswith(CSV_EXTENSIONS):
         check_options(read_csv_layout, options, "csv")
         return read_csv_layout(member, storage=storage, source=name, **options)
     if lower.endswith(".json"):

@@ -18,7 +18,6 @@ URL_NAMES = ("url", "image_url", "link", "uri", "href")
 SPLIT_NAMES = ("split", "subset", "fold", "set", "partition")
 
 
-
 def find_column(names: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, source: str) -> int | None:
     """Index of the column the user named (error if absent) or of the first auto-detected candidate."""
     lowered = [str(n).strip().lower() for n in names]
