@@ -22,6 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixelforge.models import build_model
+from pixelforge.models.native import train_step
+
+ONE_CALL_STEP = train_step.run
 
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = {
@@ -29,7 +32,8 @@ VARIANTS = {
     "zoo_contiguous": "the zoo model converted to contiguous (NCHW) weights, NCHW input (C kernel included)",
     "zoo_torch_ops": "the zoo model as built (channels-last weights), NHWC batch viewed as NCHW, torch's conv/pool ops",
     "zoo": "as zoo_torch_ops with conv-pool-ReLU as the C kernel (models/native), autograd for the rest",
-    "zoo_gradients": "as zoo with the hand-written backward pass (model.gradients, what the trainer runs)",
+    "zoo_gradients_by_kernel": "as zoo with the hand-written backward pass, kernel by kernel (torch ops between C calls)",
+    "zoo_gradients": "as zoo_gradients_by_kernel as one C call per step (models/native/train_step; what the trainer runs)",
     "zoo_gradients_bf16": "as zoo_gradients with the dense layer's products on bfloat16 inputs (--precision bf16)",
     "zoo_bf16": "as zoo, under torch.autocast('cpu', bfloat16)",
     "zoo_compile": "as zoo, through torch.compile(model)",
@@ -63,6 +67,8 @@ def prepare(variant: str, batch: int):
 
     def step():
         if variant.startswith("zoo_gradients"):
+            # the kernel-by-kernel path is what gradients() runs where the one-call step is unavailable
+            train_step.run = (lambda *args: None) if variant == "zoo_gradients_by_kernel" else ONE_CALL_STEP
             model.gradients(x, y, bf16=variant.endswith("bf16"))
             optimizer.step()
             return

@@ -161,11 +161,13 @@ def test_the_build_is_cached_by_source_hash(tmp_path, monkeypatch):
 
 
 @needs_kernel
-@pytest.mark.parametrize("c_head", [True, False])
-def test_hand_written_gradients_match_autograd(monkeypatch, c_head):
-    if not c_head:  # the softmax head's torch fallback
-        from pixelforge.models.native import softmax_head
+@pytest.mark.parametrize("path", ["one_call", "c_head", "torch_head"])
+def test_hand_written_gradients_match_autograd(monkeypatch, path):
+    from pixelforge.models.native import softmax_head, train_step
 
+    if path != "one_call":  # kernel by kernel, as where torch ships no sgemm
+        monkeypatch.setattr(train_step, "sgemm_pointer", lambda: None)
+    if path == "torch_head":  # the softmax head's torch fallback
         monkeypatch.setattr(softmax_head, "head_gradients", lambda *args: None)
     torch.manual_seed(1)
     model = build_model("fmnist_baseline", (3, 20, 18), 7, filters=16, units=24)

@@ -21,7 +21,7 @@ from torch import nn
 
 from pixelforge.models.base import Flatten, ZooModel, conv, dense, positive_int
 from pixelforge.models.geometry import require_size
-from pixelforge.models.native import conv_pool, softmax_head
+from pixelforge.models.native import conv_pool, softmax_head, train_step
 from pixelforge.models.registry import register
 
 OPS = [(3, 1, 0), (2, 2, 0)]
@@ -62,13 +62,17 @@ class FashionBaseline(ZooModel):
             n = len(x)
             x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free for channels-last batches
             kernel = conv.weight.permute(2, 3, 1, 0).contiguous()  # (3, 3, C, F): the C kernel's layout
+            grads = [self._grad_buffer(p) for p in (conv.weight, conv.bias, hidden.weight, hidden.bias,
+                                                     output.weight, output.bias)]
+            if not bf16:
+                done = train_step.run(x_nhwc, kernel, conv.bias.contiguous(), hidden, output, labels, grads)
+                if done is not None:
+                    return done
             pooled, window = conv_pool.forward_nhwc(x_nhwc, kernel, conv.bias.contiguous())
             flat = pooled.view(n, -1)  # NHWC order: Keras' Flatten
             low = torch.Tensor.bfloat16 if bf16 else torch.Tensor.contiguous  # the dense products' input type
             flat_low, weight_low = low(flat), low(hidden.weight)
             hid = torch.addmm(low(hidden.bias), flat_low, weight_low.t()).float().relu_()
-            grads = [self._grad_buffer(p) for p in (conv.weight, conv.bias, hidden.weight, hidden.bias,
-                                                     output.weight, output.bias)]
             head = softmax_head.head_gradients(hid, output.weight.contiguous(), output.bias.contiguous(), labels,
                                                grads[4], grads[5], grads[3])
             loss, logits, d_hid = head if head is not None else self._head(hid, output, labels, grads)

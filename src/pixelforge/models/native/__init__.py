@@ -13,6 +13,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -71,13 +72,22 @@ def _cpu_flags() -> str:
         return platform.processor()
 
 
+def _source_text(source: Path) -> bytes:
+    """The source and every kernel file it includes with ``#include "name.c"`` (so the build hash changes
+    when an included kernel does)."""
+    text = source.read_bytes()
+    for included in re.findall(rb'^#include "([\w.]+)"', text, flags=re.MULTILINE):
+        text += _source_text(source.with_name(included.decode()))
+    return text
+
+
 def _build(name: str) -> Path:
     source = Path(__file__).with_name(f"{name}.c")
     compiler = _compiler()
     if compiler is None:
         raise OSError("no C compiler (cc/gcc) found")
     key = hashlib.sha256(
-        source.read_bytes() + " ".join([compiler, *FLAGS, *LIBS, platform.machine(), _cpu_flags()]).encode()
+        _source_text(source) + " ".join([compiler, *FLAGS, *LIBS, platform.machine(), _cpu_flags()]).encode()
     ).hexdigest()[:16]
     target = cache_dir() / f"{name}-{key}.so"
     if target.exists():

@@ -13,7 +13,7 @@ from pixelforge.models import native
 
 native.declare("softmax_head", {
     "softmax_cross_entropy_head": ([native.FLOAT_P] * 3 + [native.INT64_P] + [native.FLOAT_P] * 5
-                                   + [ctypes.c_long, ctypes.c_int, ctypes.c_int], ctypes.c_double),
+                                   + [ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_long], ctypes.c_double),
 })
 _ptr = native.pointer
 
@@ -37,7 +37,7 @@ def head_gradients(hid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
     d_hid = torch.empty((n, h), dtype=torch.float32)
     loss = lib.softmax_cross_entropy_head(
         _ptr(hid), _ptr(weight), _ptr(bias), _ptr(labels, native.INT64_P), _ptr(logits), _ptr(dw), _ptr(db),
-        _ptr(d_hid), _ptr(dbh), n, h, k,
+        _ptr(d_hid), _ptr(dbh), n, h, k, n,
     )
     if loss == -1.0:
         raise ValueError(f"labels must be in 0..{k - 1}")

@@ -1,0 +1,73 @@
+"""The Fashion-MNIST baseline's whole training step (forward, loss, gradients) in one C call; see train_step.c.
+
+``run`` returns None where the step cannot run here (no compiler, or no sgemm in torch's libraries);
+the caller then runs the same arithmetic kernel by kernel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+
+import torch
+
+from pixelforge.models import native
+
+_INT = ctypes.c_int
+native.declare("train_step", {
+    "train_step": ([ctypes.c_void_p] + [native.FLOAT_P] * 7 + [native.INT64_P, native.FLOAT_P, native.BYTE_P]
+                   + [native.FLOAT_P] * 11 + [_INT] * 8, ctypes.c_double),
+    "train_step_scratch": ([_INT] * 4, ctypes.c_long),
+})
+_ptr = native.pointer
+
+
+@functools.lru_cache(maxsize=1)
+def sgemm_pointer() -> int | None:
+    """The address of the BLAS ``sgemm_`` that torch itself uses (MKL in the x86 CPU wheels), or None."""
+    library = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        return ctypes.cast(ctypes.CDLL(str(library)).sgemm_, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+
+
+def run(x_nhwc: torch.Tensor, kernel: torch.Tensor, conv_bias: torch.Tensor, hidden: torch.nn.Linear,
+        output: torch.nn.Linear, labels: torch.Tensor, grads: list[torch.Tensor]
+        ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """One step for x (B, H, W, C) and kernel (3, 3, C, F) (contiguous float32), the hidden and output
+    layers, and class-index ``labels``: writes the gradients of the mean cross-entropy into ``grads``
+    (conv weight (F, C, 3, 3), conv bias, hidden weight and bias, output weight and bias, all contiguous)
+    and returns (loss, logits); None where the step is unavailable."""
+    lib = native.load("train_step")
+    blas = sgemm_pointer()
+    tensors = (x_nhwc, kernel, conv_bias, hidden.weight, hidden.bias, output.weight, output.bias, *grads)
+    if lib is None or blas is None or not all(t.is_contiguous() and t.dtype == torch.float32 for t in tensors):
+        return None
+    b, h, w, c = x_nhwc.shape
+    f, n, m = kernel.shape[3], hidden.weight.shape[0], output.weight.shape[0]
+    if labels.shape != (b,) or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"labels must be {b} class indices, got shape {tuple(labels.shape)} {labels.dtype}")
+    labels = labels.to(torch.int64).contiguous()
+    k = hidden.weight.shape[1]
+    if k != (h - 2) // 2 * ((w - 2) // 2) * f:
+        return None
+    threads = torch.get_num_threads()
+    pooled, d_pooled = torch.empty((b, k)), torch.empty((b, k))
+    window = torch.empty((b, k), dtype=torch.uint8)
+    hid, d_hid, logits = torch.empty((b, n)), torch.empty((b, n)), torch.empty((b, m))
+    scratch = torch.empty(threads * lib.train_step_scratch(c, f, n, m))
+    d_kernel = torch.empty_like(kernel)
+    loss = lib.train_step(
+        blas, _ptr(x_nhwc), _ptr(kernel), _ptr(conv_bias), _ptr(hidden.weight), _ptr(hidden.bias),
+        _ptr(output.weight), _ptr(output.bias), _ptr(labels, native.INT64_P), _ptr(pooled),
+        _ptr(window, native.BYTE_P), _ptr(hid), _ptr(d_hid), _ptr(d_pooled), _ptr(scratch), _ptr(logits),
+        _ptr(d_kernel), *(_ptr(g) for g in grads[1:]), b, h, w, c, f, n, m, threads,
+    )
+    if loss == -1.0:
+        raise ValueError(f"labels must be in 0..{m - 1}")
+    if loss == -2.0:
+        raise MemoryError("the training step could not allocate its buffers")
+    grads[0].copy_(d_kernel.permute(3, 2, 0, 1))
+    return torch.tensor(loss, dtype=torch.float32), logits
