@@ -69,7 +69,7 @@ double train_step(sgemm_fn sgemm, const float *x, const float *kernel, const flo
                 my_hid[i] = my_hid[i] < 0.0f ? 0.0f : my_hid[i];
             losses[t] = softmax_cross_entropy_head(my_hid, out_w, out_b, labels + first, logits + (long)first * M,
                                                    my_dow, my_dob, d_hid + (long)first * N, my_dhb, rows, N, M, B);
-            if (losses[t] >= 0.0) {
+            if (!(losses[t] < 0.0)) {  /* not a bad label (a NaN loss goes on, as autograd would) */
                 /* d_pooled = d_hid @ hidden_w, then the conv's weight gradient from it */
                 sgemm("N", "N", &K, &rows, &N, &one, hidden_w, &K, d_hid + (long)first * N, &N, &zero,
                       d_pooled + (long)first * K, &K);
