@@ -11,7 +11,9 @@ same as Keras' conv-relu-pool, with a quarter of the activation work (this model
 Conv → pool → ReLU runs as one C kernel (``models/native``) where a compiler is
 available: the full-size convolution output and its gradient are never materialized. ``gradients``
 is the whole training step's forward and backward written out by hand (no autograd graph): at
-batch 32 the graph's bookkeeping costs about as much as the arithmetic.
+batch 32 the graph's bookkeeping costs about as much as the arithmetic. In float32 it is one C call
+(``native/train_step.c``: each thread takes its share of the batch through every stage); where that
+is unavailable, and for bf16, the same arithmetic runs kernel by kernel with torch ops between.
 """
 
 from __future__ import annotations
