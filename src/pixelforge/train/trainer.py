@@ -101,7 +101,7 @@ class Trainer:
         cores one thread can be the faster. Off for bit-reproducible multi-threaded runs.
     precision: "fp32" (default, like Keras) or "bf16": matrix products on bfloat16 inputs with float32
         weights, gradients and loss — under CPU autocast, or for fmnist_baseline in its hand-written
-        pass (its dense layer's three products; 1.4-1.7x the fp32 speed at batch 256 on AVX-512 BF16);
+        pass (its dense layer's three products; 1.3-1.5x the fp32 speed at batch 256 on AVX-512 BF16);
         slightly different numbers.
     """
 
