@@ -64,13 +64,14 @@ class FashionBaseline(ZooModel):
             n = len(x)
             x_nhwc = x.permute(0, 2, 3, 1).contiguous()  # free for channels-last batches
             kernel = conv.weight.permute(2, 3, 1, 0).contiguous()  # (3, 3, C, F): the C kernel's layout
+            bias = conv.bias.contiguous()
             grads = [self._grad_buffer(p) for p in (conv.weight, conv.bias, hidden.weight, hidden.bias,
                                                      output.weight, output.bias)]
             if not bf16:
-                done = train_step.run(x_nhwc, kernel, conv.bias.contiguous(), hidden, output, labels, grads)
+                done = train_step.run(x_nhwc, kernel, bias, hidden, output, labels, grads)
                 if done is not None:
                     return done
-            pooled, window = conv_pool.forward_nhwc(x_nhwc, kernel, conv.bias.contiguous())
+            pooled, window = conv_pool.forward_nhwc(x_nhwc, kernel, bias)
             flat = pooled.view(n, -1)  # NHWC order: Keras' Flatten
             low = torch.Tensor.bfloat16 if bf16 else torch.Tensor.contiguous  # the dense products' input type
             flat_low, weight_low = low(flat), low(hidden.weight)

@@ -19,12 +19,12 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* 16 floats: one AVX-512 register (GCC splits it on narrower CPUs). Widths F that are a multiple of 16
-   use these with NV = F / 16 vectors per pixel; other widths take the scalar path (NV = 0). */
-typedef float vf __attribute__((vector_size(64)));
+#include "simd.h"
+
+/* Widths F that are a multiple of LANES use vectors with NV = F / 16 per pixel; other widths take the
+   scalar path (NV = 0). */
 typedef int32_t vi __attribute__((vector_size(64)));
 typedef uint8_t vb __attribute__((vector_size(16)));
-#define LANES 16
 #define NO_GRADIENT 4 /* arg value where ReLU zeroed the output: no gradient flows back */
 
 INLINE vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }

@@ -16,9 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* 16 floats: one AVX-512 register (GCC splits it on narrower CPUs). */
-typedef float vf __attribute__((vector_size(64)));
-#define LANES 16
+#include "simd.h"
 
 /* A dot product in 16 lanes: a plain `s += a[j] * b[j]` loop is one serial chain of dependent adds
    (the compiler may not reorder float sums), ~4 cycles per element; this made the head ~5x slower. */

@@ -30,17 +30,27 @@ def head_gradients(hid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, 
         return None
     n, h = hid.shape
     k = weight.shape[0]
-    if labels.shape != (n,) or labels.is_floating_point() or labels.is_complex():
-        raise ValueError(f"labels must be {n} class indices, got shape {tuple(labels.shape)} {labels.dtype}")
-    labels = labels.to(torch.int64).contiguous()
+    labels = class_indices(labels, n)
     logits = torch.empty((n, k), dtype=torch.float32)
     d_hid = torch.empty((n, h), dtype=torch.float32)
     loss = lib.softmax_cross_entropy_head(
         _ptr(hid), _ptr(weight), _ptr(bias), _ptr(labels, native.INT64_P), _ptr(logits), _ptr(dw), _ptr(db),
         _ptr(d_hid), _ptr(dbh), n, h, k, n,
     )
-    if loss == -1.0:
-        raise ValueError(f"labels must be in 0..{k - 1}")
-    if loss == -2.0:
-        raise MemoryError("softmax head could not allocate its buffer")
+    check_status(loss, k, "softmax head")
     return torch.tensor(loss, dtype=torch.float32), logits, d_hid
+
+
+def class_indices(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """``labels`` as the contiguous int64 the C head reads; ValueError unless they are ``n`` class indices."""
+    if labels.shape != (n,) or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"labels must be {n} class indices, got shape {tuple(labels.shape)} {labels.dtype}")
+    return labels.to(torch.int64).contiguous()
+
+
+def check_status(loss: float, classes: int, what: str) -> None:
+    """Raise for the C head's error returns (also passed on by train_step): -1 bad label, -2 no memory."""
+    if loss == -1.0:
+        raise ValueError(f"labels must be in 0..{classes - 1}")
+    if loss == -2.0:
+        raise MemoryError(f"{what} could not allocate its buffers")

@@ -26,9 +26,14 @@ typedef void (*sgemm_fn)(const char *transa, const char *transb, const int *m, c
                          const float *alpha, const float *a, const int *lda, const float *b, const int *ldb,
                          const float *beta, float *c, const int *ldc);
 
-/* One thread's partial sums: conv weight and bias, output layer weight and bias, hidden bias. */
+/* One thread's partial sums, in this order: conv weight and bias, output layer weight and bias, hidden bias. */
+static long partial_size(int C, int F, int N, int M) {
+    return 9L * C * F + F + (long)M * N + M + N;
+}
+
+/* Floats of scratch per thread: a partial rounded up to whole cache lines. */
 long train_step_scratch(int C, int F, int N, int M) {
-    return (9L * C * F + F + (long)M * N + M + N + 15) / 16 * 16;  /* whole cache lines per thread */
+    return (partial_size(C, F, N, M) + 15) / 16 * 16;
 }
 
 #define MAX_THREADS 256
@@ -96,19 +101,17 @@ double train_step(sgemm_fn sgemm, const float *x, const float *kernel, const flo
             return losses[t];
         loss += losses[t];
     }
-    const float *first = scratch;
-    memcpy(d_kernel, first, sizeof(float) * conv_size);
-    memcpy(d_conv_bias, first + conv_size, sizeof(float) * F);
-    memcpy(d_out_w, first + conv_size + F, sizeof(float) * M * N);
-    memcpy(d_out_b, first + conv_size + F + (long)M * N, sizeof(float) * M);
-    memcpy(d_hidden_b, first + conv_size + F + (long)M * N + M, sizeof(float) * N);
-    for (int t = 1; t < used; t++) {
-        const float *p = scratch + t * stride;
-        for (long i = 0; i < conv_size; i++) d_kernel[i] += p[i];
-        for (int i = 0; i < F; i++) d_conv_bias[i] += p[conv_size + i];
-        for (long i = 0; i < (long)M * N; i++) d_out_w[i] += p[conv_size + F + i];
-        for (int i = 0; i < M; i++) d_out_b[i] += p[conv_size + F + (long)M * N + i];
-        for (int i = 0; i < N; i++) d_hidden_b[i] += p[conv_size + F + (long)M * N + M + i];
+    /* the threads' partials summed into the first, in thread order, then handed out by segment */
+    const long total = partial_size(C, F, N, M);
+    for (int t = 1; t < used; t++)
+        for (long i = 0; i < total; i++)
+            scratch[i] += scratch[t * stride + i];
+    float *const outputs[] = {d_kernel, d_conv_bias, d_out_w, d_out_b, d_hidden_b};
+    const long sizes[] = {conv_size, F, (long)M * N, M, N};
+    const float *from = scratch;
+    for (int s = 0; s < 5; s++) {
+        memcpy(outputs[s], from, sizeof(float) * (size_t)sizes[s]);
+        from += sizes[s];
     }
     return loss;
 }

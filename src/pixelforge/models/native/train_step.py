@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from pixelforge.models import native
+from pixelforge.models.native import softmax_head
 
 _INT = ctypes.c_int
 # data pointers go in as plain addresses (tensor.data_ptr()): building 21 typed ctypes pointers per step
@@ -47,9 +48,7 @@ def run(x_nhwc: torch.Tensor, kernel: torch.Tensor, conv_bias: torch.Tensor, hid
         return None
     b, h, w, c = x_nhwc.shape
     f, n, m = kernel.shape[3], hidden.weight.shape[0], output.weight.shape[0]
-    if labels.shape != (b,) or labels.is_floating_point() or labels.is_complex():
-        raise ValueError(f"labels must be {b} class indices, got shape {tuple(labels.shape)} {labels.dtype}")
-    labels = labels.to(torch.int64).contiguous()
+    labels = softmax_head.class_indices(labels, b)
     k = hidden.weight.shape[1]
     if k != (h - 2) // 2 * ((w - 2) // 2) * f:
         return None
@@ -62,9 +61,6 @@ def run(x_nhwc: torch.Tensor, kernel: torch.Tensor, conv_bias: torch.Tensor, hid
     buffers = (x_nhwc, kernel, conv_bias, hidden.weight, hidden.bias, output.weight, output.bias, labels, pooled,
                window, hid, d_hid, d_pooled, scratch, logits, d_kernel, *grads[1:])
     loss = lib.train_step(blas, *(t.data_ptr() for t in buffers), b, h, w, c, f, n, m, threads)
-    if loss == -1.0:
-        raise ValueError(f"labels must be in 0..{m - 1}")
-    if loss == -2.0:
-        raise MemoryError("the training step could not allocate its buffers")
+    softmax_head.check_status(loss, m, "the training step")
     grads[0].copy_(d_kernel.permute(3, 2, 0, 1))
     return torch.tensor(loss, dtype=torch.float32), logits
