@@ -31,10 +31,11 @@ import numpy as np
 from PIL import Image
 
 from pixelforge.data.decode import DEFAULT_BACKENDS, decode_image
-from pixelforge.data.loader import default_workers, iterate_decoded
+from pixelforge.data.loader import iterate_decoded
 from pixelforge.data.preprocess import Preprocess
 from pixelforge.data.read import read_dataset
 from pixelforge.data.resize import resize
+from pixelforge.data.workers import default_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"

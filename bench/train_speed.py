@@ -142,9 +142,9 @@ def time_keras(python: str, flavour: str, data_path: Path, n: int, batch: int, t
 
 
 def write_store(x, y, folder: Path) -> Path:
+    from pixelforge.data.locations import ArrayStorage
     from pixelforge.data.manifest import Manifest
     from pixelforge.data.preprocess import Preprocess
-    from pixelforge.data.storage import ArrayStorage
     from pixelforge.data.store import write_store as write
 
     manifest = Manifest([str(i) for i in range(len(x))], [str(v) for v in y], ArrayStorage(x),

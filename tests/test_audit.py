@@ -16,8 +16,8 @@ from pixelforge.audit.findings import flagged_locations
 from pixelforge.audit.robust import robust_z
 from pixelforge.audit.scan import sniff_format
 from pixelforge.cli import app
+from pixelforge.data.locations import ArrayStorage
 from pixelforge.data.manifest import Manifest
-from pixelforge.data.storage import ArrayStorage
 from pixelforge.datasets import make_shapes
 from pixelforge.datasets.shapes import DEFECTS
 

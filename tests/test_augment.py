@@ -132,6 +132,15 @@ def test_dilate_thickens_and_erode_thins_strokes():
     assert np.array_equal(thin > 0, img > 0)
 
 
+def test_dilate_with_an_elliptical_kernel():
+    img = np.zeros((1, 15, 15, 1), np.uint8)
+    img[0, 7, 7] = 255
+    round_ = Pipeline.from_spec("dilate=1.0,dilate.size=5,dilate.shape=ellipse")(img, np.random.default_rng(0))
+    assert np.array_equal(round_[0, 5:10, 5:10, 0] > 0, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)) > 0)
+    with pytest.raises(SpecError, match="shape must be one of"):
+        Pipeline.from_spec("dilate.shape=disc")
+
+
 def test_erasing_writes_a_rectangle_of_the_fill_value():
     x = np.full((20, 16, 16, 1), 200, np.uint8)
     out = Pipeline.from_spec("erasing=1.0,erasing.value=0")(x, np.random.default_rng(0))
@@ -307,7 +316,7 @@ def test_identity():
         ("width_shift_range=-0.1", "width_shift_range must be >= 0"),
         ("brightness_range=0.5", "brightness_range must be a pair"),
         ("blur.p=2", "blur p must be <= 1"),
-        ("blur.speed=2", "unknown parameter"),
+        ("blur.speed=2", "unknown blur parameter key .speed."),
         ("zoom_range=[0.9,1.1", "unbalanced"),
         ("{bad json", "not valid JSON"),
         ("horizontal_flip=3", "horizontal_flip must be true or false"),

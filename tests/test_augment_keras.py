@@ -204,3 +204,11 @@ def test_apply_transform_with_fixed_parameters():
     assert mirrored[4, 6, 0] == 127.5
     params = ImageDataGenerator(rotation_range=30, horizontal_flip=True).get_random_transform(img.shape, seed=1)
     assert abs(params["theta"]) <= 30 and params["brightness"] is None and isinstance(params["flip_horizontal"], bool)
+
+
+def test_pixelforge_keras_re_exports_the_compat_module_under_the_path_users_type():
+    import pixelforge.compat.keras as compat
+    import pixelforge.keras as shim
+
+    assert set(shim.__all__) == set(compat.__all__)
+    assert all(getattr(shim, name) is getattr(compat, name) for name in compat.__all__)

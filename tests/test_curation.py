@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pixelforge.cli import app
-from pixelforge.robustness.curation import MATERIAL, SETUPS, add_inverted, derived_test_sets
+from pixelforge.experiments.curation import MATERIAL, SETUPS, add_inverted, derived_test_sets
 
 runner = CliRunner()
 
@@ -49,7 +49,7 @@ def test_curation_rejects_a_source_without_splits(class_tree):
 
 @pytest.mark.slow
 def test_curation_full_run_has_the_material_shape(mnist_dir, tmp_path):
-    from pixelforge.robustness.curation import run_curation
+    from pixelforge.experiments.curation import run_curation
 
     result = run_curation(mnist_dir, tmp_path / "full")
     assert result["checks"]["shift_augmentation_lifts_shifted_above_95"]
@@ -64,8 +64,8 @@ def test_curation_full_run_has_the_material_shape(mnist_dir, tmp_path):
 
 def test_wild_retrain_softens_until_the_clean_budget_holds(tmp_path):
     from pixelforge.augment.spec import parse_spec
+    from pixelforge.experiments.wild_retrain import run_wild_retrain
     from pixelforge.robustness.recommend import soften
-    from pixelforge.robustness.retrain import run_wild_retrain
     from tests.conftest import write_png
     from tests.test_robustness import bars
 
@@ -86,7 +86,7 @@ def test_wild_retrain_softens_until_the_clean_budget_holds(tmp_path):
 
 @pytest.mark.slow
 def test_fashion_mnist_retrained_with_the_recommendations_is_more_robust(fashion_mnist_dir, tmp_path):
-    from pixelforge.robustness.retrain import run_wild_retrain
+    from pixelforge.experiments.wild_retrain import run_wild_retrain
 
     result = run_wild_retrain(fashion_mnist_dir, tmp_path / "fashion", model="fmnist_baseline")
     assert result["checks"]["mean_corrupted_accuracy_rises"]

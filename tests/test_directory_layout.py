@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pixelforge import read_dataset
-from pixelforge.data.storage import safe_relative_path
+from pixelforge.data.locations import safe_relative_path
 from pixelforge.errors import LayoutError, UnsafePathError
 from tests.conftest import write_png
 

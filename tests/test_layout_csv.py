@@ -248,7 +248,7 @@ def test_huge_pixel_count_without_shape_is_a_clear_error(tmp_path):
 
 
 def test_reader_is_callable_directly_with_a_storage(table_dir):
-    from pixelforge.data.storage import FileStorage
+    from pixelforge.data.locations import FileStorage
 
     write(table_dir / "sub.csv", "filepath,label\ncat_0.png,cat\n../images/dog_0.png,dog\n")
     m = read_csv_layout("sub.csv", storage=FileStorage(table_dir), member_prefix="images")

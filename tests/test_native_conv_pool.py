@@ -176,11 +176,11 @@ def test_hand_written_gradients_match_autograd(monkeypatch, path):
     model.train()
     F.cross_entropy(model(x), y).backward()
     expected = [p.grad.clone() for p in model.parameters()]
-    loss, logits = model.gradients(x, y)
+    loss, logits = model.train_step(x, y)
     torch.testing.assert_close(loss, F.cross_entropy(logits, y))
     for got, want in zip([p.grad for p in model.parameters()], expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
-    assert build_model("fmnist_baseline", (1, 28, 28), 10, l2=1e-4).gradients(torch.rand(2, 1, 28, 28),
+    assert build_model("fmnist_baseline", (1, 28, 28), 10, l2=1e-4).train_step(torch.rand(2, 1, 28, 28),
                                                                           torch.zeros(2, dtype=torch.long)) is None
 
 
@@ -189,9 +189,9 @@ def test_bf16_hand_written_gradients_are_close_to_float32_and_stay_float32():
     torch.manual_seed(2)
     model = build_model("fmnist_baseline", (1, 28, 28), 10)
     x, y = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
-    model.gradients(x, y)
+    model.train_step(x, y)
     exact = [p.grad.clone() for p in model.parameters()]
-    loss, logits = model.gradients(x, y, bf16=True)
+    loss, logits = model.train_step(x, y, bf16=True)
     assert logits.dtype == torch.float32 and torch.isfinite(loss)
     for got, want in zip([p.grad for p in model.parameters()], exact, strict=True):
         assert got.dtype == torch.float32
@@ -208,8 +208,8 @@ def test_bf16_training_uses_the_hand_written_path(monkeypatch):
     from pixelforge.train import Trainer
 
     calls = []
-    original = FashionBaseline.gradients
-    monkeypatch.setattr(FashionBaseline, "gradients",
+    original = FashionBaseline.train_step
+    monkeypatch.setattr(FashionBaseline, "train_step",
                         lambda self, x, labels, bf16=False: calls.append(bf16) or original(self, x, labels, bf16))
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8), np.arange(64) % 4
@@ -235,7 +235,7 @@ def test_trainer_with_hand_written_gradients_matches_autograd_training(monkeypat
         return history.history["loss"], [p.detach().clone() for p in trainer.network.parameters()]
 
     fast_loss, fast_weights = train()
-    monkeypatch.setattr(FashionBaseline, "gradients", lambda self, x, labels, bf16=False: None)  # autograd path
+    monkeypatch.setattr(FashionBaseline, "train_step", lambda self, x, labels, bf16=False: None)  # autograd path
     slow_loss, slow_weights = train()
     np.testing.assert_allclose(fast_loss, slow_loss, rtol=1e-4)
     for a, b in zip(fast_weights, slow_weights, strict=True):

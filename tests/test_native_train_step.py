@@ -42,7 +42,7 @@ def test_one_call_step_matches_autograd(monkeypatch, threads, batch, shape, clas
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
-        loss, logits = model.gradients(x, y)
+        loss, logits = model.train_step(x, y)
     finally:
         torch.set_num_threads(before)
     assert calls and logits.shape == (batch, classes)
@@ -59,7 +59,7 @@ def test_same_thread_count_gives_the_same_bits():
     x, y = torch.rand(48, 1, 28, 28), torch.randint(0, 10, (48,))
     runs = []
     for _ in range(2):
-        loss, logits = model.gradients(x, y)
+        loss, logits = model.train_step(x, y)
         runs.append([loss, logits, *(p.grad.clone() for p in model.parameters())])
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
@@ -71,17 +71,17 @@ def test_bad_labels_give_a_clear_error_and_leave_the_weights_alone():
     weights = [p.detach().clone() for p in model.parameters()]
     x = torch.rand(8, 1, 28, 28)
     with pytest.raises(ValueError, match="labels must be in 0..9"):
-        model.gradients(x, torch.tensor([0, 1, 2, 3, 4, 5, 6, 10]))
+        model.train_step(x, torch.tensor([0, 1, 2, 3, 4, 5, 6, 10]))
     with pytest.raises(ValueError, match="labels must be in 0..9"):
-        model.gradients(x, torch.tensor([0, 1, 2, 3, -1, 5, 6, 7]))
+        model.train_step(x, torch.tensor([0, 1, 2, 3, -1, 5, 6, 7]))
     for bad in (torch.zeros(7, dtype=torch.int64), torch.zeros(8), torch.zeros(8, 10, dtype=torch.int64)):
         with pytest.raises(ValueError, match="class indices"):
-            model.gradients(x, bad)
+            model.train_step(x, bad)
     for before, p in zip(weights, model.parameters(), strict=True):
         assert torch.equal(before, p)
     grad = model.classifier[0].weight.grad.clone()
     with pytest.raises(ValueError, match="labels must be in 0..9"):
-        model.gradients(x, torch.tensor([0, 1, 2, 3, 4, 5, 6, 10]))
+        model.train_step(x, torch.tensor([0, 1, 2, 3, 4, 5, 6, 10]))
     assert torch.equal(grad, model.classifier[0].weight.grad)  # the big gradient is not half-written
 
 
@@ -111,5 +111,5 @@ def test_a_nan_weight_gives_a_nan_loss_as_autograd_does():
     model = build_model("fmnist_baseline", (1, 28, 28), 10)
     with torch.no_grad():
         model.features[0].weight[0, 0, 1, 1] = float("nan")
-    loss, logits = model.gradients(torch.rand(4, 1, 28, 28), torch.arange(4))
+    loss, logits = model.train_step(torch.rand(4, 1, 28, 28), torch.arange(4))
     assert torch.isnan(loss) and torch.isnan(logits).all()

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from pixelforge.data.loader import iterate_decoded, load_arrays
+from pixelforge.data.locations import ArrayStorage
 from pixelforge.data.manifest import Manifest, index_dtype, one_hot
 from pixelforge.data.preprocess import Preprocess
 from pixelforge.data.split import train_test_split
 from pixelforge.data.stats import RunningStats
-from pixelforge.data.storage import ArrayStorage
 from pixelforge.errors import PixelforgeError
 
 
@@ -25,18 +25,31 @@ def _manifest(images: np.ndarray, labels, splits=None) -> Manifest:
 
 def test_json_round_trip_keeps_every_field(tmp_path):
     spec = Preprocess(size=(32, 24), resize="pad", interpolation="bilinear", channels=3, background=[255, 255, 255],
-                      dtype="float16", normalize="symmetric", standardize="channel", epsilon=1e-5,
+                      normalize="symmetric", standardize="channel", epsilon=1e-5,
                       mean=[0.1, 0.2, 0.3], std=[0.5, 0.5, 0.5])
     again = Preprocess.from_json(spec.to_json())
     assert again == spec and again.mean == [0.1, 0.2, 0.3]
     spec.save(tmp_path / "p.json")
     assert Preprocess.read(tmp_path / "p.json") == spec
-    assert Preprocess.from_dict({**spec.to_dict(), "future_field": 1}) == spec  # unknown keys ignored
+
+
+def test_from_dict_rejects_a_mistyped_key_and_names_the_closest():
+    with pytest.raises(PixelforgeError, match=r"'standardise' \(did you mean 'standardize'\?\).*known: background"):
+        Preprocess.from_dict({"size": [28, 28], "standardise": "channel"})
+    with pytest.raises(ValueError, match="future_field"):  # a ParameterError is also a ValueError
+        Preprocess.from_dict({**Preprocess().to_dict(), "future_field": 1})
+
+
+def test_specs_saved_with_the_old_float32_dtype_still_load():
+    old = {**Preprocess(size=(28, 28)).to_dict(), "dtype": "float32"}
+    assert Preprocess.from_dict(old) == Preprocess(size=(28, 28))
+    with pytest.raises(PixelforgeError, match="dtype"):  # float16 was never what the model saw: refuse
+        Preprocess.from_dict({**old, "dtype": "float16"})
 
 
 def test_int_size_and_validation():
     assert Preprocess(size=28).size == (28, 28)
-    for bad in ({"size": (0, 3)}, {"resize": "zoom"}, {"channels": 2}, {"dtype": "float64"},
+    for bad in ({"size": (0, 3)}, {"resize": "zoom"}, {"channels": 2},
                 {"normalize": "max"}, {"standardize": "batch"}):
         with pytest.raises(ValueError):
             Preprocess(**bad)
@@ -63,11 +76,11 @@ def test_no_normalization_keeps_raw_values(batch):
     assert np.array_equal(Preprocess(normalize="none").scale(batch), batch.astype(np.float32))
 
 
-def test_float16_cast_happens_before_normalizing(batch):
-    x = Preprocess(dtype="float16").scale(batch)
-    assert x.dtype == np.float16
-    expected = batch.astype(np.float16) / np.float16(255)  # what "cast first" means, bit for bit
-    assert np.array_equal(x, expected)
+def test_numpy_transform_equals_the_affine_the_torch_transform_uses(batch):
+    spec = Preprocess(standardize="channel", normalize="symmetric").fit(batch)
+    scale, shift = spec.affine()
+    expected = (batch.astype(np.float64) * scale + shift).transpose(0, 3, 1, 2)
+    assert np.allclose(spec.transform(batch), expected, atol=1e-6)
 
 
 def test_transform_gives_nchw(batch):
@@ -159,7 +172,7 @@ def test_labels_become_sorted_indices_and_one_hot():
 
 
 def test_loader_skips_and_reports_undecodable_items(tmp_path):
-    from pixelforge.data.storage import FileStorage
+    from pixelforge.data.locations import FileStorage
     from tests.conftest import write_png
 
     write_png(tmp_path / "a" / "0.png", np.zeros((4, 4), np.uint8))

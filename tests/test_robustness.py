@@ -152,6 +152,46 @@ def test_bad_input_is_a_clear_error(digits):
     assert corrupt("noise", gray[..., 0], 1, 0).shape == (8, 28, 28)
 
 
+def test_corruptions_are_the_augment_ops_at_fixed_strength(digits):
+    """Corruptions run the augmentation ops (or their warp engine) with fixed parameters, and still
+    compute exactly what their definitions say, pixel for pixel."""
+    import cv2
+
+    gray, rgb = digits
+    blurred = corrupt("blur", gray, 3, 0)  # sigma 1 px per 28 px
+    assert np.array_equal(blurred[..., 0], np.stack([cv2.GaussianBlur(im, (0, 0), 1.0) for im in gray[..., 0]]))
+    assert np.array_equal(corrupt("jpeg", rgb, 2, 0)[0], cv2.cvtColor(cv2.imdecode(
+        cv2.imencode(".jpg", cv2.cvtColor(rgb[0], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 50])[1],
+        cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+    ellipse = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    assert np.array_equal(corrupt("thicken", gray, 2, 0)[..., 0], np.stack([cv2.dilate(im, ellipse) for im in gray[..., 0]]))
+    assert np.array_equal(corrupt("grayscale", rgb, 4, 0)[..., 1], np.clip(np.rint(
+        rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)), 0, 255).astype(np.uint8))
+    brighter, darker = (np.clip(np.rint(gray + d), 0, 255) for d in (25.5, -25.5))  # +-0.1 x 255
+    assert all(np.array_equal(out, b) or np.array_equal(out, d)
+               for out, b, d in zip(corrupt("brightness", gray, 1, 0), brighter, darker, strict=True))
+    # rotation about the true centre, uncovered pixels in the border colour (also off-square)
+    wide = np.ascontiguousarray(np.pad(rgb, ((0, 0), (0, 0), (5, 5), (0, 0)), constant_values=235)[:1])
+    h, w = wide.shape[1:3]
+    turned = [cv2.warpAffine(wide[0], cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), a, 1.0), (w, h),
+                             flags=cv2.INTER_LINEAR, borderValue=(235, 235, 235)) for a in (20.0, -20.0)]
+    assert any(np.array_equal(corrupt("rotation", wide, 3, seed)[0], t) for seed in (0, 1) for t in turned)
+    # noise: the noise op's draws, at the corruption's strength
+    flat = np.full((4, 28, 28, 1), 128, np.uint8)
+    assert np.std(corrupt("noise", flat, 3, 0).astype(float) - 128) == pytest.approx(0.12 * 255, rel=0.05)
+
+
+def test_contrast_is_scale_shift_within_one_level_of_the_pixel_formula():
+    """contrast is the scale_shift op's alpha·x + beta (alpha = level, beta = (1 - level) x mean), one
+    lookup table per image; (x - mean)·level + mean rounds differently in rare ties, by one level."""
+    x = np.random.default_rng(1).integers(0, 256, (16, 17, 23, 3), dtype=np.uint8)
+    xf = x.astype(np.float32)
+    mean = xf.mean(axis=(1, 2, 3), keepdims=True)
+    for severity, level in enumerate(CORRUPTIONS["contrast"].levels, start=1):
+        reference = np.clip(np.rint((xf - mean) * level + mean), 0, 255)
+        assert np.abs(corrupt("contrast", x, severity, 0) - reference).max() <= 1
+
+
 # ---- metrics and suite ------------------------------------------------------------------------
 def test_metrics_agree_with_scikit_learn():
     from sklearn.metrics import precision_score

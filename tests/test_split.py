@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from pixelforge.data.locations import ArrayStorage
 from pixelforge.data.manifest import Manifest
 from pixelforge.data.split import (
     StratifiedKFold,
@@ -15,7 +16,6 @@ from pixelforge.data.split import (
     stratified_holdout,
     train_test_split,
 )
-from pixelforge.data.storage import ArrayStorage
 
 
 def _manifest(counts: dict[str, int], splits=None) -> Manifest:
@@ -121,7 +121,35 @@ def test_kfold_is_seeded_and_shuffled():
     assert [v.tolist() for _, v in StratifiedKFold(4, seed=1).split_indices(labels)] == first
     assert [v.tolist() for _, v in StratifiedKFold(4, seed=2).split_indices(labels)] != first
     unshuffled = [v.tolist() for _, v in StratifiedKFold(4, shuffle=False).split_indices(labels)]
-    assert unshuffled[0] == [0, 4, 8, 12, 16, 20, 24, 28, 32, 36]
+    assert unshuffled[0] == [0, 1, 2, 3, 4, 20, 21, 22, 23, 24]  # scikit-learn's unshuffled order
+
+
+def test_kfold_is_scikit_learns_stratified_kfold():
+    from sklearn.model_selection import StratifiedKFold as SklearnKFold
+
+    labels = np.array(["a"] * 13 + ["b"] * 9 + ["c"] * 5)
+    ours = [v.tolist() for _, v in StratifiedKFold(3, seed=4).split_indices(labels)]
+    theirs = [sorted(v.tolist()) for _, v in SklearnKFold(3, shuffle=True, random_state=4).split(labels, labels)]
+    assert ours == theirs
+
+
+def test_group_kfold_never_puts_one_group_in_two_folds():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(40), 5)  # 40 senders, 5 photos each
+    labels = np.where(rng.random(40) < 0.5, "a", "b")[groups]
+    folds = list(StratifiedKFold(4, seed=1).split_indices(labels, groups))
+    assert sorted(np.concatenate([v for _, v in folds]).tolist()) == list(range(200))
+    for train, val in folds:
+        assert not set(groups[train]) & set(groups[val])
+
+
+def test_group_holdout_keeps_groups_whole_and_follows_the_size_rule():
+    groups = np.repeat(np.arange(100), 5)
+    m = _manifest({"a": 250, "b": 250})
+    train, test = train_test_split(m, seed=3, groups=groups)
+    held = {int(loc) for loc in test.locations}
+    assert not set(groups[sorted(held)]) & set(groups[[int(loc) for loc in train.locations]])
+    assert 0.1 <= len(test) / len(m) <= 0.3  # about the size rule's 20% (whole groups of 5)
 
 
 def test_kfold_needs_two_folds():

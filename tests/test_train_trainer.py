@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from pixelforge.data.locations import ArrayStorage
 from pixelforge.data.manifest import Manifest
 from pixelforge.data.preprocess import Preprocess
-from pixelforge.data.storage import ArrayStorage
 from pixelforge.errors import PixelforgeError
 from pixelforge.train import Callback, Trainer, TrainingDiverged
 from pixelforge.train.normalize import BatchTransform
@@ -67,7 +67,7 @@ def test_each_optimizer_trains(name, options):
 
 
 def test_unknown_optimizer_lists_valid_ones():
-    with pytest.raises(PixelforgeError, match="valid optimizers: sgd, adam, rmsprop"):
+    with pytest.raises(PixelforgeError, match="valid optimizers: sgd, adam, adamw, rmsprop"):
         build_optimizer("adagrad", [torch.zeros(1, requires_grad=True)])
 
 

@@ -1,13 +1,15 @@
 """The command line: each command is a few lines over the library.
 
 Exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage or input error (one line naming the file
-and what is wrong, never a traceback).
+and what is wrong, never a traceback), 3 an internal error (a bug: a short message, and the traceback
+with ``--debug`` or ``PIXELFORGE_DEBUG=1``).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from typing import Annotated
 
@@ -34,19 +36,33 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def debugging() -> bool:
+    return os.environ.get("PIXELFORGE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+# Errors that come from what the user typed or pointed at (a missing or unreadable file), not from a bug.
+USER_INPUT_ERRORS = (PixelforgeError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
 def friendly_errors(func):
-    """Turn input errors into one-line messages with exit code 2 instead of tracebacks."""
+    """Input errors (pixelforge's own, missing or unreadable files) become one-line messages with exit
+    code 2. Anything else is a bug: a short message and exit code 3, the traceback with --debug."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except PixelforgeError as exc:
-            fail(str(exc))
-        except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        except USER_INPUT_ERRORS as exc:
+            if debugging():
+                raise
             fail(str(exc))
         except KeyboardInterrupt:
             fail("interrupted", code=130)
+        except Exception as exc:
+            if debugging() or type(exc).__module__.split(".")[0] in ("typer", "click"):
+                raise  # typer.Exit (the command's own exit code) and usage errors pass through
+            fail(f"internal error ({type(exc).__name__}: {exc}); this is a bug in pixelforge — "
+                 "run with --debug for the traceback", code=3)
 
     return wrapper
 
@@ -66,8 +82,13 @@ def main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an error (also PIXELFORGE_DEBUG=1).")
+    ] = False,
 ):
     """pixelforge command line."""
+    if debug:
+        os.environ["PIXELFORGE_DEBUG"] = "1"
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -108,7 +129,7 @@ def info(
     as_json: JsonOpt = False,
 ):
     """Layout found, classes, counts per split, image sizes and modes."""
-    from pixelforge.data.inspect import describe_dataset
+    from pixelforge.data.describe import describe_dataset
     from pixelforge.data.read import read_dataset
 
     manifest = read_dataset(source, layout=layout, **parse_options(option))
@@ -279,7 +300,7 @@ def experiment_curation(
     as_json: JsonOpt = False,
 ):
     """The data-curation material's MNIST table (test / inverted / shifted), side by side with its numbers."""
-    from pixelforge.robustness.curation import run_curation
+    from pixelforge.experiments.curation import run_curation
 
     log = (lambda message: err_console.print(message, highlight=False)) if as_json else console.print
     result = run_curation(source, out, epochs=epochs, batch_size=batch_size, seed=seed, quick=quick,
@@ -296,7 +317,7 @@ def experiment_curation(
 @friendly_errors
 def experiment_wild_retrain(
     source: Annotated[str, typer.Argument(help="Dataset with train/test splits (e.g. extracted fashion-mnist).")],
-    model: Annotated[str, typer.Option(help="Model name from `pixelforge models list`.")] = "fmnist_baseline",
+    model: Annotated[str, typer.Option(help="Model name from `pixelforge models`.")] = "fmnist_baseline",
     out: Annotated[str, typer.Option(help="Folder for wild_retrain.md/.json, before/ and after/ reports, runs.")] = "runs/experiment-wild-retrain",
     epochs: Annotated[int, typer.Option()] = 10,
     batch_size: Annotated[int, typer.Option()] = 32,
@@ -311,7 +332,7 @@ def experiment_wild_retrain(
     as_json: JsonOpt = False,
 ):
     """Train, test in the wild, retrain with the recommended augmentation, test again."""
-    from pixelforge.robustness.retrain import run_wild_retrain
+    from pixelforge.experiments.wild_retrain import run_wild_retrain
 
     log = (lambda message: err_console.print(message, highlight=False)) if as_json else console.print
     sizes = dict(train_limit=1000, test_limit=300, epochs=1, suite_limit=200) if quick else {}
@@ -441,7 +462,7 @@ def augment(
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Zoo model name (see `pixelforge models`).")]
 EpochsOpt = Annotated[int, typer.Option("--epochs", help="Passes over the training data.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per optimizer step.")]
-OptimizerOpt = Annotated[str, typer.Option("--optimizer", help="auto (the model's default), sgd, adam or rmsprop.")]
+OptimizerOpt = Annotated[str, typer.Option("--optimizer", help="auto (the model's default), sgd, adam, adamw or rmsprop.")]
 LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate (default: the optimizer's/model's).")]
 MomentumOpt = Annotated[float | None, typer.Option("--momentum", help="Momentum for sgd/rmsprop.")]
 NesterovOpt = Annotated[bool, typer.Option("--nesterov", help="Nesterov momentum (sgd).")]
@@ -580,8 +601,12 @@ def evaluate(
 
     model = load_model(run)
     manifest = read_dataset(source, layout=layout, **parse_options(option))
-    split = split or ("test" if "test" in manifest.split_names else None)
-    data = manifest.split(split) if split else manifest
+    if split:
+        data = manifest.split(split)
+    else:  # the split policy: the test split, else validation, else every image
+        from pixelforge.data.split import held_out_part
+
+        data, split = held_out_part(manifest)
     if len(data) == 0:
         fail(f"{source}: no images in split {split!r}; splits are {manifest.split_names or 'none'}")
     report = evaluate_model(model, data, out or report_dir(run))
@@ -672,7 +697,7 @@ def demo(
     out: Annotated[str, typer.Option("--out", help="Run folder to write.")] = "runs/demo",
     epochs: EpochsOpt = 8, seed: SeedOpt = 1, as_json: JsonOpt = False,
 ):
-    """Train, evaluate, save and predict on the embedded Fashion-MNIST sample: offline, about a minute."""
+    """Train, evaluate, save and predict on the embedded Fashion-MNIST sample: offline, about 15 s."""
     from pixelforge.train.demo import run_demo
 
     result = run_demo(out, epochs=epochs, seed=seed, progress=not as_json, console=err_console)

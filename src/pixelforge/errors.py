@@ -15,3 +15,24 @@ class LayoutError(PixelforgeError):
 
 class UnsafePathError(PixelforgeError):
     """A path in a dataset file points outside the dataset root."""
+
+
+class ParameterError(PixelforgeError, ValueError):
+    """A parameter outside what is accepted (also a ValueError, as scikit-learn and Keras raise)."""
+
+
+def check_keys(data, known, what: str, error: type[PixelforgeError] = ParameterError) -> None:
+    """Reject keys of a config dict that ``what`` does not know, naming the known ones and the closest:
+    a mistyped key must not be silently dropped."""
+    import difflib
+
+    known = sorted(known)
+    unknown = [k for k in data if k not in known]
+    if not unknown:
+        return
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), known, n=1)
+        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise error(f"unknown {what} key{'s' if len(unknown) > 1 else ''} {', '.join(parts)}; "
+                f"known: {', '.join(known) or 'none'}")

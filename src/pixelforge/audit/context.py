@@ -8,6 +8,7 @@ import numpy as np
 
 from pixelforge.audit.scan import Scan
 from pixelforge.data.manifest import Manifest
+from pixelforge.errors import ParameterError
 
 
 @dataclass
@@ -32,7 +33,7 @@ class AuditContext:
         try:
             return type(default)(value)
         except (TypeError, ValueError):
-            raise ValueError(f"option {key}={value!r}: expected a {type(default).__name__}") from None
+            raise ParameterError(f"option {key}={value!r}: expected a {type(default).__name__}") from None
 
     def task(self, description: str, total: float):
         return self.progress.add_task(description, total=total) if self.progress else None

@@ -3,6 +3,8 @@ position (relative to the border), and HOG-like gradient histograms for the quic
 
 from __future__ import annotations
 
+import warnings
+
 import cv2
 import numpy as np
 
@@ -46,6 +48,39 @@ def _border_features(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     cell_ring = ring_mask(cells)
     feats = np.concatenate([pooled[:, cell_ring].reshape(n, -1), std[:, None]], 1)
     return feats, colour, std
+
+
+def _background_features(thumbs: np.ndarray) -> np.ndarray:
+    """What the background looks like, with the object taken out: per image, the border ring's pixels
+    that match its dominant colour (within a tolerance from their own spread) are background; pixels
+    of an object reaching the edge are left out. Features are robust statistics of those background
+    pixels only — median colour overall and per side, and their texture — so the object's silhouette
+    (how much of it touches the border) does not leak in."""
+    n, t, _, c = thumbs.shape
+    width = max(2, t // 8)
+    x = thumbs.astype(np.float32)
+    sides = [x[:, :width].reshape(n, -1, c), x[:, -width:].reshape(n, -1, c),
+             x[:, :, :width].reshape(n, -1, c), x[:, :, -width:].reshape(n, -1, c)]
+    ring = np.concatenate(sides, 1)  # (N, P, C)
+    dominant = np.median(ring, 1)  # (N, C)
+    dist = np.abs(ring - dominant[:, None]).max(-1)  # (N, P)
+    spread = np.median(dist, 1, keepdims=True)
+    background = dist <= np.maximum(12.0, 3.0 * spread)
+    masked = np.where(background[..., None], ring, np.nan)
+    feats = [np.nanmedian(masked, 1)]  # (N, C)
+    offset = 0
+    for side in sides:
+        part = masked[:, offset : offset + side.shape[1]]
+        offset += side.shape[1]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a side with no background pixel: NaN, filled below
+            med = np.nanmedian(part, 1)
+        feats.append(np.where(np.isnan(med), feats[0], med))
+    deviation = np.abs(masked - feats[0][:, None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        feats.append(np.nanmedian(deviation, 1))  # texture: typical deviation from the dominant colour
+    return np.nan_to_num(np.concatenate(feats, 1)).astype(np.float32)
 
 
 def _object_stats(thumbs: np.ndarray, border_colour: np.ndarray) -> dict[str, np.ndarray]:
@@ -124,6 +159,10 @@ def _model_features(thumbs: np.ndarray) -> np.ndarray:
         [cv2.resize(g, (8, 8), interpolation=cv2.INTER_AREA).ravel() for g in gray])
     hog = [hog_features(thumbs, cells=4, bins=12), hog_features(thumbs, cells=2, bins=12)]
     return np.concatenate([*hog, g8], 1).astype(np.float32)
+
+
+def background_features(thumbs: np.ndarray) -> np.ndarray:
+    return chunked(_background_features, thumbs)
 
 
 def border_features(thumbs: np.ndarray):

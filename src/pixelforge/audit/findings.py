@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pixelforge.errors import ParameterError
+
 SEVERITIES = ("error", "warning", "info")
 SEVERITY_RANK = {"error": 2, "warning": 1, "info": 0}
 
@@ -31,13 +33,13 @@ class Finding:
 
     def __post_init__(self):
         if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+            raise ParameterError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
         self.images = [int(i) for i in self.images]
 
 
 def at_or_above(findings: list[Finding], level: str) -> list[Finding]:
     if level not in SEVERITY_RANK:
-        raise ValueError(f"--fail-on must be one of {SEVERITIES[:2]}, got {level!r}")
+        raise ParameterError(f"--fail-on must be one of {SEVERITIES[:2]}, got {level!r}")
     return [f for f in findings if SEVERITY_RANK[f.severity] >= SEVERITY_RANK[level]]
 
 

@@ -25,15 +25,3 @@ def robust_z(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     if mean_ad > 0:
         return (values - med) / (1.2533 * mean_ad)
     return np.zeros_like(values)
-
-
-def low_outliers(values, mask=None, z: float = Z_OUTLIER) -> np.ndarray:
-    scores = robust_z(values, mask)
-    out = scores < -z
-    return out if mask is None else out & mask
-
-
-def high_outliers(values, mask=None, z: float = Z_OUTLIER) -> np.ndarray:
-    scores = robust_z(values, mask)
-    out = scores > z
-    return out if mask is None else out & mask

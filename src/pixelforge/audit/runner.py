@@ -58,7 +58,7 @@ def run_audit(
     layout: str = "auto",
     progress: bool | object = False,
     workers: int = 2,
-    thumb: int = 32,
+    thumb: int | None = None,
 ) -> AuditReport:
     """Audit a dataset (any source ``read_dataset`` takes, or a Manifest).
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -19,9 +18,11 @@ from PIL import Image
 
 from pixelforge.data.decode import decode_image
 from pixelforge.data.manifest import Manifest
+from pixelforge.data.workers import ordered_map
 from pixelforge.errors import PixelforgeError
 
 ANALYSIS_SIDE = 128  # quality features are measured with the longest side at most this many pixels
+BLUR_SIDE = 256  # ... except blur, which needs finer detail: photos lose it when shrunk to 128
 
 MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -72,6 +73,9 @@ class Scan:
     contrast: np.ndarray = None  # std of the gray levels
     entropy: np.ndarray = None  # bits, of the 256-bin gray histogram
     sharpness: np.ndarray = None  # log10(var(Laplacian) / var(gray)): contrast-free blur measure
+    blur: np.ndarray = None  # no-reference blur effect, 0 (sharp) .. 1 (flat): how little a re-blur changes it
+    gray_p5: np.ndarray = None  # 5th percentile of the gray levels (0-255)
+    gray_p99: np.ndarray = None  # 99th percentile of the gray levels (0-255)
     chan_mean: np.ndarray = None  # (N, 3) per-channel mean (RGB; gray repeated)
     chan_sq: np.ndarray = None  # (N, 3) per-channel mean of squares
     pixels: np.ndarray = None  # analysed pixels per image (weights for global stats)
@@ -94,6 +98,35 @@ def phash64(gray: np.ndarray) -> int:
     low = cv2.dct(small)[:8, :8].ravel()
     bits = low > np.median(low[1:])
     return int(np.packbits(bits).view(">u8")[0])
+
+
+def blur_effect(gray: np.ndarray) -> float:
+    """Perceptual blur in [0, 1] (Crete et al., 2007): blur the image again along each axis and measure
+    how much of its neighbour differences survive. A sharp image loses much of its fine detail (a
+    low score); an image that is already blurred barely changes (a score near 1). It depends on the
+    image's own edges, not on its contrast or content, so one cut works across classes."""
+    g = gray.astype(np.float32)
+    side = min(g.shape)
+    if side < 8:
+        return 0.0
+    taps = 3 if side <= 64 else (5 if side <= 160 else 9)
+    scores = []
+    for axis in (0, 1):
+        kernel = (1, taps) if axis == 1 else (taps, 1)
+        blurred = cv2.blur(g, kernel[::-1], borderType=cv2.BORDER_REFLECT)
+        d_orig = np.abs(np.diff(g, axis=axis))
+        d_blur = np.abs(np.diff(blurred, axis=axis))
+        total = float(d_orig.sum())
+        if total <= 0:
+            return 1.0
+        scores.append(1.0 - float(np.maximum(d_orig - d_blur, 0).sum()) / total)
+    return max(scores)
+
+
+def _percentile(hist: np.ndarray, q: float) -> float:
+    """The q-th percentile (0-100) of gray levels from their 256-bin histogram."""
+    cdf = np.cumsum(hist)
+    return float(np.searchsorted(cdf, q / 100 * cdf[-1]))
 
 
 def _features(manifest: Manifest, i: int, thumb: int, channels: int) -> dict:
@@ -122,15 +155,14 @@ def _features(manifest: Manifest, i: int, thumb: int, channels: int) -> dict:
             raise PixelforgeError(f"{name}: not an image file Pillow can read ({type(exc).__name__})") from None
         rec.update(mode=mode, width=width, height=height, alpha=alpha,
                    bits=16 if mode.startswith("I;16") or mode == "I" else 8)
-        arr = decode_image(data, name=name, draft_size=(ANALYSIS_SIDE, ANALYSIS_SIDE))
+        arr = decode_image(data, name=name, draft_size=(BLUR_SIDE, BLUR_SIDE))
     if arr.dtype == np.uint16:
         arr = (arr >> 8).astype(np.uint8)
-    h, w = arr.shape[:2]
-    scale = ANALYSIS_SIDE / max(h, w)
-    if scale < 1:
-        arr = cv2.resize(arr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    arr = _shrink(arr, BLUR_SIDE)
+    blur_gray = arr[:, :, 0] if arr.shape[2] == 1 else cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
+    arr = _shrink(arr, ANALYSIS_SIDE)
     rgb = np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
     gray = arr[:, :, 0] if arr.shape[2] == 1 else cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
     g = gray.astype(np.float32)
@@ -142,14 +174,24 @@ def _features(manifest: Manifest, i: int, thumb: int, channels: int) -> dict:
     rec.update(
         brightness=float(g.mean()), contrast=float(g.std()), entropy=float(-(p * np.log2(p)).sum()),
         sharpness=float(np.log10(lap.var() + 1e-3) - np.log10(g.var() + 1e-3)),
+        blur=blur_effect(blur_gray), gray_p5=_percentile(hist, 5), gray_p99=_percentile(hist, 99),
         chan_mean=flat.mean(0), chan_sq=(flat**2).mean(0), pixels=gray.size,
         phash=phash64(gray), thumb=small.reshape(thumb, thumb, channels),
     )
     return rec
 
 
-def _safe_features(args):
-    manifest, i, thumb, channels = args
+def _shrink(arr: np.ndarray, side: int) -> np.ndarray:
+    """HWC with the longest side at most ``side`` (area interpolation), channels kept."""
+    h, w = arr.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return arr
+    out = cv2.resize(arr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return out if out.ndim == 3 else out[:, :, None]
+
+
+def _safe_features(manifest: Manifest, thumb: int, channels: int, i: int):
     try:
         return i, _features(manifest, i, thumb, channels), None
     except PixelforgeError as exc:
@@ -173,13 +215,32 @@ def _guess_channels(manifest: Manifest, probe: int = 32) -> int:
     return 1
 
 
-def scan_manifest(manifest: Manifest, *, thumb: int = 32, workers: int = 2, progress=None) -> Scan:
-    """Decode every row once (thread pool, in chunks) and collect features and thumbnails."""
+def _guess_thumb(manifest: Manifest, probe: int = 32, largest: int = 32) -> int:
+    """The thumbnail side: the images' own when the first ones are all the same square of at most
+    ``largest`` pixels (Fashion-MNIST keeps its 28x28 pixels, no resampling), else ``largest``."""
+    sizes = set()
+    for i in range(min(probe, len(manifest))):
+        try:
+            raw = manifest.read(i)
+            sizes.add(tuple(raw.shape[:2]) if isinstance(raw, np.ndarray) else _header(bytes(raw))[1:3])
+        except Exception:  # noqa: BLE001 - unreadable images are found by the scan itself
+            continue
+    if len(sizes) == 1:
+        (h, w), = sizes
+        if h == w and 8 <= h <= largest:
+            return int(h)
+    return largest
+
+
+def scan_manifest(manifest: Manifest, *, thumb: int | None = None, workers: int = 2, progress=None) -> Scan:
+    """Decode every row once (on ``workers`` threads, in row order) and collect features and thumbnails
+    (``thumb`` pixels square; by default the images' own size when they are small and square, else 32)."""
     n = len(manifest)
+    thumb = _guess_thumb(manifest) if thumb is None else int(thumb)
     channels = _guess_channels(manifest)
     scan = Scan(n=n, thumb=thumb, channels=channels,
                 thumbs=np.zeros((n, thumb, thumb, channels), np.uint8), ok=np.zeros(n, bool))
-    nums = {k: np.zeros(n) for k in ("brightness", "contrast", "entropy", "sharpness")}
+    nums = {k: np.zeros(n) for k in ("brightness", "contrast", "entropy", "sharpness", "blur", "gray_p5", "gray_p99")}
     scan.nbytes, scan.width, scan.height = (np.full(n, -1, np.int64) for _ in range(3))
     scan.bits, scan.pixels = np.full(n, 8, np.int16), np.zeros(n, np.int64)
     scan.alpha = np.zeros(n, bool)
@@ -188,32 +249,26 @@ def scan_manifest(manifest: Manifest, *, thumb: int = 32, workers: int = 2, prog
     scan.mode, scan.fmt, scan.ext = [""] * n, [""] * n, [""] * n
     scan.content = [b""] * n
     task = progress.add_task("decode + features", total=n) if progress else None
-    pool = ThreadPoolExecutor(workers) if workers > 1 else None
-    try:
-        chunk = 512
-        for start in range(0, n, chunk):
-            jobs = [(manifest, i, thumb, channels) for i in range(start, min(n, start + chunk))]
-            for i, rec, error in (pool.map(_safe_features, jobs) if pool else map(_safe_features, jobs)):
-                if error is not None:
-                    scan.errors[i] = error
-                    # keep what is known about a broken file (size, magic bytes, extension)
-                    _fill_raw(manifest, i, scan)
-                    continue
-                scan.ok[i] = True
-                scan.thumbs[i] = rec["thumb"]
-                for k in nums:
-                    nums[k][i] = rec[k]
-                scan.nbytes[i], scan.width[i], scan.height[i] = rec["nbytes"], rec["width"], rec["height"]
-                scan.bits[i], scan.pixels[i], scan.alpha[i] = rec["bits"], rec["pixels"], rec["alpha"]
-                scan.chan_mean[i], scan.chan_sq[i] = rec["chan_mean"], rec["chan_sq"]
-                scan.phash[i] = np.uint64(rec["phash"])
-                scan.mode[i], scan.fmt[i], scan.ext[i] = rec["mode"], rec["fmt"], rec["ext"]
-                scan.content[i] = rec["content"]
-            if progress:
-                progress.update(task, completed=min(n, start + chunk))
-    finally:
-        if pool:
-            pool.shutdown(wait=False, cancel_futures=True)
+    chunk = 512  # images in flight at most, and the progress bar moves every this many
+    for i, rec, error in ordered_map(_safe_features, range(n), workers=workers, context=(manifest, thumb, channels),
+                                     ahead=chunk):
+        if error is not None:
+            scan.errors[i] = error
+            # keep what is known about a broken file (size, magic bytes, extension)
+            _fill_raw(manifest, i, scan)
+        else:
+            scan.ok[i] = True
+            scan.thumbs[i] = rec["thumb"]
+            for k in nums:
+                nums[k][i] = rec[k]
+            scan.nbytes[i], scan.width[i], scan.height[i] = rec["nbytes"], rec["width"], rec["height"]
+            scan.bits[i], scan.pixels[i], scan.alpha[i] = rec["bits"], rec["pixels"], rec["alpha"]
+            scan.chan_mean[i], scan.chan_sq[i] = rec["chan_mean"], rec["chan_sq"]
+            scan.phash[i] = np.uint64(rec["phash"])
+            scan.mode[i], scan.fmt[i], scan.ext[i] = rec["mode"], rec["fmt"], rec["ext"]
+            scan.content[i] = rec["content"]
+        if progress and (i + 1 == n or (i + 1) % chunk == 0):
+            progress.update(task, completed=i + 1)
     for k, v in nums.items():
         setattr(scan, k, v)
     return scan

@@ -12,13 +12,12 @@ out), in (row, col) coordinates. ``warp`` applies the matrices with one of two e
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import cv2
 import numpy as np
 
 from pixelforge.augment.base import image_view, lookup, lut_in_place
+from pixelforge.augment.threads import THREAD_MIN_PIXELS, for_each_image
+from pixelforge.errors import ParameterError
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 CV2_BORDERS = {
@@ -30,23 +29,8 @@ CV2_BORDERS = {
 # Measured on 2 cores (bench/augment.py, policy at 28x28): per-image cv2.warpAffine ~110k img/s at
 # batch 256 and ~73k at batch 32; the whole batch in one cv2.remap over a tall padded image ~55k
 # and ~39k; numpy index maps ~14k-58k; torch grid_sample far slower. So "auto" uses OpenCV, and
-# the numpy engine stays for exact Keras edges (scipy's constant and wrap rules).
-THREAD_MIN_PIXELS = 64 * 64  # larger images are warped on a small thread pool (cv2 drops the GIL)
-WORKERS = min(2, os.cpu_count() or 1)
-_POOL = None
-
-
-def for_each_image(func, n: int, pixels: int) -> None:
-    """Run func(i) for every image, on 2 threads for large images (OpenCV releases the GIL)."""
-    global _POOL
-    if pixels < THREAD_MIN_PIXELS or n < 4 or WORKERS < 2:
-        for i in range(n):
-            func(i)
-        return
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(WORKERS, thread_name_prefix="pixelforge-augment")
-    chunks = np.array_split(np.arange(n), WORKERS)
-    list(_POOL.map(lambda idx: [func(int(i)) for i in idx], chunks))
+# the numpy engine stays for exact Keras edges (scipy's constant and wrap rules). Images of at least
+# THREAD_MIN_PIXELS are warped on a small thread pool (augment/threads.py; cv2 drops the GIL).
 
 
 def keras_matrices(theta, tx, ty, shear, zx, zy, height: int, width: int) -> np.ndarray:
@@ -195,14 +179,14 @@ def warp(batch: np.ndarray, matrices: np.ndarray, fill_mode="nearest", cval=0.0,
         return out
     if engine == "opencv":
         return warp_opencv(batch, matrices, fill_mode, cval, order, tables)
-    raise ValueError(f"engine must be 'auto', 'batched' or 'opencv', got {engine!r}")
+    raise ParameterError(f"engine must be 'auto', 'batched' or 'opencv', got {engine!r}")
 
 
 def apply_affine_transform(x: np.ndarray, theta=0, tx=0, ty=0, shear=0, zx=1, zy=1,
                            fill_mode="nearest", cval=0.0, order=1, engine="batched") -> np.ndarray:
     """One HWC image, with the arguments of Keras' function of the same name (channels last)."""
     if fill_mode not in FILL_MODES:
-        raise ValueError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
+        raise ParameterError(f"fill_mode must be one of {FILL_MODES}, got {fill_mode!r}")
     img = x[:, :, None] if x.ndim == 2 else x
     m = keras_matrices([theta], [tx], [ty], [shear], [zx], [zy], img.shape[0], img.shape[1])
     out = warp(img[None], m, fill_mode, cval, order, engine)[0]

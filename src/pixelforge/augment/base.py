@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 
 from pixelforge.augment.spec import SpecError
+from pixelforge.augment.threads import THREAD_MIN_PIXELS, for_each_image
+from pixelforge.errors import check_keys
 
 OPS: dict[str, type[Op]] = {}
 
@@ -29,11 +31,7 @@ class Op:
     stage = "pixels"
 
     def __init__(self, **params):
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise SpecError(
-                f"{self.name}: unknown parameter(s) {sorted(unknown)}; expected some of {sorted(self.defaults)}"
-            )
+        check_keys(params, self.defaults, f"{self.name} parameter", SpecError)
         self.params = {**self.defaults, **params}
         self.setup(**self.params)
 
@@ -121,8 +119,6 @@ def lookup(x: np.ndarray, tables: np.ndarray) -> np.ndarray:
 def apply_luts(x: np.ndarray, luts: np.ndarray) -> np.ndarray:
     """uint8 point operation via one 256-entry table per image ((N, 256)) or per image and channel
     ((N, C, 256)); table lookups are several times faster than float arithmetic on 8-bit images."""
-    from pixelforge.augment.affine import THREAD_MIN_PIXELS, for_each_image
-
     tables = lut_tables(luts)
     if x.shape[1] * x.shape[2] < THREAD_MIN_PIXELS:
         return lookup(x, tables)

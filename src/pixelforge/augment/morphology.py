@@ -1,5 +1,6 @@
 """Stroke thickness for line drawings (digits, sketches): dilation thickens bright strokes on a
-dark background (MNIST-style), erosion thins them. For dark ink on white paper the roles swap."""
+dark background (MNIST-style), erosion thins them. For dark ink on white paper the roles swap.
+The kernel is a size×size square (default) or the ellipse inscribed in it (``shape=ellipse``)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,24 @@ import numpy as np
 from pixelforge.augment.base import Op, chosen, register
 from pixelforge.augment.spec import SpecError, number, probability
 
+SHAPES = {"square": cv2.MORPH_RECT, "ellipse": cv2.MORPH_ELLIPSE}  # kernel shapes
+
 
 class _Morphology(Op):
     main = "p"
-    defaults = {"p": 0.5, "size": [2, 3]}
+    defaults = {"p": 0.5, "size": [2, 3], "shape": "square"}
     operation = staticmethod(cv2.dilate)
 
-    def setup(self, p, size):
+    def setup(self, p, size, shape):
         self.p = probability(f"{self.name} p", p)
         sizes = size if isinstance(size, list | tuple) else [size]
         if not sizes:
             raise SpecError(f"{self.name} size must list kernel sizes (pixels)")
-        self.sizes = [number(f"{self.name} size", s, low=1, high=15, integer=True) for s in sizes]
+        # no upper bound: the robustness suite's strokes grow with the image side (6 px per 28 px)
+        self.sizes = [number(f"{self.name} size", s, low=1, integer=True) for s in sizes]
+        if shape not in SHAPES:
+            raise SpecError(f"{self.name} shape must be one of {list(SHAPES)}, got {shape!r}")
+        self.shape = shape
 
     @property
     def is_identity(self) -> bool:
@@ -33,7 +40,7 @@ class _Morphology(Op):
         sizes = rng.choice(np.asarray(self.sizes), len(idx))
         out = x.copy()
         for i, k in zip(idx, sizes, strict=True):
-            kernel = np.ones((int(k), int(k)), np.uint8)
+            kernel = cv2.getStructuringElement(SHAPES[self.shape], (int(k), int(k)))
             out[i] = self.operation(x[i], kernel, borderType=cv2.BORDER_REPLICATE).reshape(x.shape[1:])
         return out
 

@@ -12,9 +12,10 @@ import numpy as np
 
 from pixelforge.augment.base import Op, register
 from pixelforge.augment.spec import SpecError, number
+from pixelforge.data.preprocess import standardize_samples
 from pixelforge.errors import PixelforgeError
 
-EPSILON = 1e-6  # Keras adds this to standard deviations
+EPSILON = 1e-6  # Keras' ImageDataGenerator adds this to standard deviations (Preprocess uses its own epsilon)
 
 
 @register
@@ -52,28 +53,20 @@ class Normalize(Op):
         )
 
     def fit(self, data) -> Normalize:
-        """Per-channel mean/std of an NHWC array or an iterable of NHWC batches (one pass)."""
-        batches = [data] if isinstance(data, np.ndarray) else data
-        count, total, total_sq = 0, None, None
-        for batch in batches:
+        """Per-channel mean/std of an NHWC array or an iterable of NHWC batches (one streaming pass)."""
+        from pixelforge.data.stats import RunningStats
+
+        stats = RunningStats()
+        for batch in [data] if isinstance(data, np.ndarray) else data:
             x = np.asarray(batch, dtype=np.float64)
             if x.ndim == 3:
                 x = x[..., None]
             if x.ndim != 4:
                 raise PixelforgeError(f"fit expects NHWC image arrays, got shape {x.shape}")
-            if self.rescale is not None:
-                x = x * self.rescale
-            flat = x.reshape(-1, x.shape[-1])
-            s, sq = flat.sum(axis=0), (flat * flat).sum(axis=0)
-            total = s if total is None else total + s
-            total_sq = sq if total_sq is None else total_sq + sq
-            count += len(flat)
-        if not count:
+            stats.update(x * self.rescale if self.rescale is not None else x)
+        if not stats.count:
             raise PixelforgeError("fit needs at least one image")
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
-        self.mean = mean.astype(np.float32)
-        self.std = std.astype(np.float32)
+        self.mean, self.std = stats.channel_mean(), stats.channel_std()
         self.params["mean"], self.params["std"] = self.mean.tolist(), self.std.tolist()
         return self
 
@@ -87,10 +80,8 @@ class Normalize(Op):
         x = x.copy()
         if self.rescale is not None:
             x *= np.float32(self.rescale)
-        if p["samplewise_center"]:
-            x -= x.mean(axis=(1, 2, 3), keepdims=True)
-        if p["samplewise_std_normalization"]:
-            x /= x.std(axis=(1, 2, 3), keepdims=True) + np.float32(EPSILON)
+        if p["samplewise_center"] or p["samplewise_std_normalization"]:
+            x = standardize_samples(x, EPSILON, p["samplewise_center"], p["samplewise_std_normalization"])
         if p["featurewise_center"] or p["featurewise_std_normalization"]:
             if self.needs_fit:
                 raise PixelforgeError("featurewise_center/std_normalization need statistics: call fit(x) first")

@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from pixelforge.augment import extra_ops  # noqa: F401  (registers the non-Keras ops)
+from pixelforge.augment import geometric, morphology, photometric  # noqa: F401  (register the non-Keras ops)
 from pixelforge.augment.base import OPS, Op
 from pixelforge.augment.keras_ops import KERAS_KEYS, Flip, KerasAffine
 from pixelforge.augment.normalize import NORMALIZE_KEYS
@@ -123,6 +123,14 @@ class Pipeline:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
+
+    def get_config(self) -> dict:
+        """Keras' name for ``to_dict``: the ops in order, with every parameter."""
+        return self.to_dict()
+
+    @classmethod
+    def from_config(cls, config: dict) -> Pipeline:
+        return cls.from_spec(config)
 
     def __repr__(self) -> str:
         return f"Pipeline({self.ops!r})"

@@ -8,6 +8,7 @@ import numpy as np
 
 from pixelforge.augment.save import check_format, to_uint8_image, write_image
 from pixelforge.data.resize import resize
+from pixelforge.errors import ParameterError
 
 GAP = 2  # pixels between cells, in the background colour
 
@@ -26,7 +27,7 @@ def _cell(image: np.ndarray, size: int) -> np.ndarray:
 def montage(rows: list[list[np.ndarray]], cell: int | None = None) -> np.ndarray:
     """Rows of HWC images → one RGB uint8 grid (cells letterboxed to ``cell`` pixels, white gaps)."""
     if not rows:
-        raise ValueError("montage needs at least one row")
+        raise ParameterError("montage needs at least one row")
     if cell is None:
         biggest = max(max(img.shape[:2]) for row in rows for img in row)
         cell = int(min(160, max(biggest, 64)))  # small digits get enlarged, photos shrunk

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from pixelforge.atomic import atomic_path
 from pixelforge.errors import PixelforgeError
 
 SAVE_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "bmp": "BMP", "tif": "TIFF", "tiff": "TIFF",
@@ -54,12 +53,6 @@ def write_image(path: Path, image: np.ndarray, save_format: str, quality: int = 
     pil = Image.fromarray(img)
     if fmt == "JPEG" and pil.mode not in ("L", "RGB"):
         pil = pil.convert("RGB")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pil.save(handle, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        pil.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
     return path

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from pixelforge.atomic import atomic_path
 from pixelforge.augment.pipeline import Pipeline
 from pixelforge.augment.save import check_format, save_to_dir_name, to_uint8_image, write_image
 from pixelforge.data.manifest import Manifest, Skip
@@ -157,13 +157,7 @@ def augment_to_dir(
 
 
 def _write_csv(path: Path, rows: list[tuple]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(MANIFEST_COLUMNS)
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(MANIFEST_COLUMNS)
+        writer.writerows(rows)

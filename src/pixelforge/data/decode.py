@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from pixelforge.errors import DecodeError
+from pixelforge.errors import DecodeError, ParameterError
 
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000; larger images are refused, not decoded
 Image.MAX_IMAGE_PIXELS = None  # we enforce our own limit with a clear message
@@ -295,7 +295,7 @@ def decode_image(
     if len(data) == 0:
         raise DecodeError(f"{name}: empty file (0 bytes)")
     if backend not in BACKENDS:
-        raise ValueError(f"unknown decoder backend {backend!r}; expected one of {BACKENDS}")
+        raise ParameterError(f"unknown decoder backend {backend!r}; expected one of {BACKENDS}")
     data = bytes(data)
     header = sniff_header(data)
     if backend == "auto":

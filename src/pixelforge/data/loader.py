@@ -4,22 +4,19 @@ Work goes out in small chunks of rows (so per-task overhead stays small next to 
 with a bounded number of chunks in flight (so memory stays bounded however large the dataset).
 Two kinds of workers: threads (Pillow's decoders and OpenCV release the GIL, nothing is copied
 between them) and processes (forked when safe, for large datasets of small images where the Python part of
-each decode holds the GIL). "auto" picks by what ``python -m bench.decode`` measured.
+each decode holds the GIL). "auto" picks by what ``python -m bench.decode`` measured. The pools
+themselves (worker count, executors, ordered map with bounded look-ahead) are ``data/workers.py``.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import threading
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 
 from pixelforge.data.manifest import Manifest, Skip
-from pixelforge.errors import PixelforgeError
+from pixelforge.data.workers import default_workers, fork_is_safe, ordered_map
+from pixelforge.errors import ParameterError, PixelforgeError
 
 ON_ERROR = ("skip", "fail")
 EXECUTORS = ("auto", "thread", "process")
@@ -27,11 +24,7 @@ THREAD_CHUNK_ROWS = 32  # rows per task on threads (nothing crosses a process bo
 PROCESS_CHUNK_ROWS = 256  # rows per task on processes: fewer, larger messages (measured: 32 → 29k/s, 512 → 44k/s)
 CHUNK_BYTES = 8 << 20  # but a task's images stay under ~8 MB, so memory in flight stays bounded
 PROCESS_MIN_ROWS = 4096  # below this, starting processes costs more than it saves
-_WORKER_STATE: dict = {}  # manifest and spec inside a forked worker process
-
-
-def default_workers() -> int:
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+FORKSERVER_PRELOAD = ("pixelforge.data.loader", "pixelforge.data.preprocess")
 
 
 def _load_one(manifest, spec, i):
@@ -58,21 +51,11 @@ def _load_chunk(manifest, spec, rows):
     return kept, images, errors
 
 
-def _init_process(manifest, spec):
-    # no cv2.setNumThreads here: in a forked child it waits forever on the parent's pool (measured)
-    _WORKER_STATE["job"] = (manifest, spec)
-
-
-def _load_chunk_in_process(rows):
-    manifest, spec = _WORKER_STATE["job"]
-    return _load_chunk(manifest, spec, rows)
-
-
 def choose_executor(manifest: Manifest, n_rows: int, workers: int, executor: str = "auto") -> str:
     """"thread" or "process" for a job: processes for many small files when forking is safe here
     (measured on 28x28 PNGs: 2 threads ~16k images/s, 2 processes ~40k/s; on JPEGs they tie)."""
     if executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+        raise ParameterError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     if executor != "auto":
         return executor
     files = getattr(manifest.storage, "kind", "") == "file"
@@ -89,59 +72,12 @@ def chunk_size(spec, kind: str) -> int:
     return rows
 
 
-def fork_is_safe() -> bool:
-    """True when this is the only Python thread, so no other thread can be inside OpenCV (or hold any
-    other lock) at the moment of the fork. Measured: a child forked while another thread resizes
-    hangs in its first cv2.resize; forked from an idle process, it works."""
-    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
-
-
-def _process_context():
-    """fork when safe (fast, nothing to re-import); otherwise a forkserver, whose workers fork from a
-    clean single-threaded server (the caller's script then needs an ``if __name__ == "__main__"`` guard)."""
-    if fork_is_safe():
-        return multiprocessing.get_context("fork")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["pixelforge.data.loader", "pixelforge.data.preprocess"])
-    return context
-
-
-def _make_pool(manifest, spec, workers: int, kind: str) -> Executor:
-    if kind == "process":
-        return ProcessPoolExecutor(workers, mp_context=_process_context(), initializer=_init_process,
-                                   initargs=(manifest, spec))
-    return ThreadPoolExecutor(workers)
-
-
 def _chunk_results(manifest, spec, rows: np.ndarray, workers: int, kind: str, chunk_rows: int):
-    """``_load_chunk`` results in row order, with at most ``4 * workers`` chunks in flight."""
+    """``_load_chunk`` results in row order, with at most ``4 * workers`` chunks in flight; manifest
+    and spec go to each worker process once, only row numbers and images travel per chunk."""
     chunks = [rows[s : s + chunk_rows] for s in range(0, len(rows), chunk_rows)]
-    if workers <= 1:
-        for chunk in chunks:
-            yield _load_chunk(manifest, spec, chunk)
-        return
-    pool = _make_pool(manifest, spec, workers, kind)
-    try:
-        pending: deque = deque()
-        todo = iter(chunks)
-        for chunk in todo:
-            pending.append(_submit(pool, kind, manifest, spec, chunk))
-            if len(pending) >= 4 * workers:
-                break
-        while pending:
-            done = pending.popleft().result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append(_submit(pool, kind, manifest, spec, nxt))
-            yield done
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _submit(pool, kind, manifest, spec, chunk):
-    if kind == "process":
-        return pool.submit(_load_chunk_in_process, chunk)
-    return pool.submit(_load_chunk, manifest, spec, chunk)
+    return ordered_map(_load_chunk, chunks, workers=workers, kind=kind, context=(manifest, spec),
+                       ahead=4 * workers, preload=FORKSERVER_PRELOAD)
 
 
 def iterate_decoded(
@@ -163,7 +99,7 @@ def iterate_decoded(
     ``executor``: "thread", "process" or "auto" (see ``choose_executor``); ``chunk_rows``: rows per task.
     """
     if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        raise ParameterError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     rows = np.arange(len(manifest)) if indices is None else np.asarray(indices, dtype=np.int64)
     labels = manifest.label_indices()
     workers = default_workers() if workers is None else max(1, workers)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pixelforge.data.storage import Storage
+from pixelforge.data.locations import Storage
+from pixelforge.errors import ParameterError
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -86,20 +87,20 @@ class Manifest:
         self.locations = list(self.locations)
         self.labels = [str(label) for label in self.labels]
         if len(self.labels) != len(self.locations):
-            raise ValueError(f"{len(self.locations)} locations but {len(self.labels)} labels")
+            raise ParameterError(f"{len(self.locations)} locations but {len(self.labels)} labels")
         if self.splits is None:
             self.splits = [""] * len(self.locations)
         else:
             self.splits = [SPLIT_ALIASES.get(str(s).lower(), str(s)) if s else "" for s in self.splits]
             if len(self.splits) != len(self.locations):
-                raise ValueError(f"{len(self.locations)} locations but {len(self.splits)} splits")
+                raise ParameterError(f"{len(self.locations)} locations but {len(self.splits)} splits")
         if self.classes is None:
             self.classes = class_order(self.labels)
         else:
             self.classes = list(self.classes)
             unknown = set(self.labels) - set(self.classes)
             if unknown:
-                raise ValueError(f"labels not among the classes: {sorted(unknown)[:5]}")
+                raise ParameterError(f"labels not among the classes: {sorted(unknown)[:5]}")
         self._class_index = {name: i for i, name in enumerate(self.classes)}
 
     # ---- size and labels -------------------------------------------------------------------
@@ -168,7 +169,7 @@ class Manifest:
     def shard(self, index: int, count: int) -> Manifest:
         """Contiguous shard ``index`` of ``count`` (for workers, DDP ranks or cluster jobs)."""
         if not 0 <= index < count:
-            raise ValueError(f"shard index must be in [0, {count}), got {index}")
+            raise ParameterError(f"shard index must be in [0, {count}), got {index}")
         bounds = np.linspace(0, len(self), count + 1).astype(int)
         return self.subset(np.arange(bounds[index], bounds[index + 1]))
 

@@ -2,7 +2,8 @@
 
 Two stages, so that augmentation can sit between them:
   ``load``      decode + channels + resize  → uint8/uint16 HWC array (what gets stored and augmented)
-  ``transform`` cast + normalize + standardize on a batch → float NCHW array (what the model sees)
+  ``transform`` normalize + standardize a batch → float32 NCHW array (what the model sees; ``affine``
+                is the one definition of the numbers, shared with the trainer's torch transform)
 
 The spec (JSON) is saved with every model, and prediction applies exactly the spec a model was trained
 with. Feature-wise statistics are fitted on the training split in one streaming pass.
@@ -18,10 +19,12 @@ import numpy as np
 
 from pixelforge.data.decode import DEFAULT_MAX_PIXELS, decode_image
 from pixelforge.data.resize import RESIZE_METHODS, resize
+from pixelforge.errors import ParameterError, check_keys
 
 NORMALIZATIONS = ("auto", "unit", "symmetric", "none")
 STANDARDIZATIONS = (None, "global", "channel", "pixel", "sample")
-DTYPES = ("float32", "float16")
+# Specs written before "dtype" was removed (the model always sees float32) carry this key and value.
+LEGACY_KEYS = {"dtype": "float32"}
 
 
 @dataclass
@@ -33,7 +36,6 @@ class Preprocess:
     interpolation: "auto" (area shrinking, cubic enlarging) or a name from ``resize.INTERPOLATIONS``.
     channels: 1, 3 or None (keep the image's own).
     background: None drops alpha; [r, g, b] composites transparency onto that colour.
-    dtype: "float32" or "float16"; the cast happens before normalization.
     normalize: "auto" (/255 for 8-bit, /65535 for 16-bit, into [0, 1]), "unit" (same), "symmetric"
         ([-1, 1]) or "none" (raw values).
     standardize: None, "global" (one mean/std), "channel" (per channel), "pixel" (per pixel and
@@ -45,7 +47,6 @@ class Preprocess:
     interpolation: str = "auto"
     channels: int | None = None
     background: list[int] | None = None
-    dtype: str = "float32"
     normalize: str = "auto"
     standardize: str | None = None
     epsilon: float = 1e-7
@@ -58,17 +59,15 @@ class Preprocess:
                 self.size = (self.size, self.size)
             self.size = (int(self.size[0]), int(self.size[1]))
             if min(self.size) <= 0:
-                raise ValueError(f"size must be positive, got {self.size}")
+                raise ParameterError(f"size must be positive, got {self.size}")
         if self.resize not in RESIZE_METHODS:
-            raise ValueError(f"resize must be one of {RESIZE_METHODS}, got {self.resize!r}")
+            raise ParameterError(f"resize must be one of {RESIZE_METHODS}, got {self.resize!r}")
         if self.channels not in (None, 1, 3):
-            raise ValueError(f"channels must be 1, 3 or None, got {self.channels!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+            raise ParameterError(f"channels must be 1, 3 or None, got {self.channels!r}")
         if self.normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+            raise ParameterError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         if self.standardize not in STANDARDIZATIONS:
-            raise ValueError(f"standardize must be one of {STANDARDIZATIONS}, got {self.standardize!r}")
+            raise ParameterError(f"standardize must be one of {STANDARDIZATIONS}, got {self.standardize!r}")
 
     # ---- stage 1: decode, channels, resize ----------------------------------------------------
     def decode(self, data, name: str = "image", max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -84,44 +83,53 @@ class Preprocess:
     def load(self, manifest, i: int) -> np.ndarray:
         return self.decode(manifest.read(i), name=manifest.describe(i))
 
-    # ---- stage 2: batch → float ---------------------------------------------------------------
-    def scale(self, batch: np.ndarray) -> np.ndarray:
-        """Cast and normalize an NHWC batch (no standardization), keeping NHWC."""
-        dtype = np.dtype(self.dtype)
-        x = batch.astype(dtype, copy=True)
-        if self.normalize == "none":
-            return x
-        peak = 65535.0 if batch.dtype == np.uint16 else 255.0
-        if self.normalize in ("auto", "unit"):
-            x /= dtype.type(peak)
-        elif self.normalize == "symmetric":
-            x /= dtype.type(peak / 2)
-            x -= dtype.type(1.0)
-        return x
+    # ---- stage 2: batch → float (the one definition of normalization) ------------------------
+    def affine(self, peak: float = 255.0, standardize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(scale, shift) such that ``raw * scale + shift`` is the normalized pixel and, with
+        ``standardize``, the feature-wise standardized one; float32, shaped to broadcast over NHWC.
 
-    def standardize_batch(self, x: np.ndarray) -> np.ndarray:
-        """Apply the standardization to a normalized NHWC float batch, in place where possible."""
-        if self.standardize is None:
-            return x
-        if self.standardize == "sample":
-            axes = (1, 2, 3)
-            mean = x.mean(axis=axes, keepdims=True, dtype=np.float32)
-            std = x.std(axis=axes, keepdims=True, dtype=np.float32)
-            return ((x - mean) / (std + self.epsilon)).astype(x.dtype)
-        if self.mean is None or self.std is None:
-            raise ValueError(
-                f"standardize={self.standardize!r} needs statistics: call fit() on the training data first"
-            )
-        mean = np.asarray(self.mean, dtype=np.float32)
-        std = np.asarray(self.std, dtype=np.float32)
-        return ((x - mean) / (std + self.epsilon)).astype(x.dtype)
+        Normalization and feature-wise standardization are one affine map per pixel/channel. Both the
+        numpy ``transform`` and the torch batch transform the trainer and saved models run
+        (``train.normalize.BatchTransform``) take their numbers from here. ``peak`` is 255 for 8-bit and
+        65535 for 16-bit images.
+        """
+        if self.normalize == "none":
+            scale, shift = 1.0, 0.0
+        elif self.normalize == "symmetric":
+            scale, shift = 2.0 / peak, -1.0
+        else:
+            scale, shift = 1.0 / peak, 0.0
+        scale, shift = np.float64(scale), np.float64(shift)
+        if standardize and self.standardize in ("global", "channel", "pixel"):
+            if self.mean is None or self.std is None:
+                raise ParameterError(
+                    f"standardize={self.standardize!r} needs statistics: call fit() on the training data first"
+                )
+            mean = np.asarray(self.mean, dtype=np.float64)
+            inv = 1.0 / (np.asarray(self.std, dtype=np.float64) + self.epsilon)
+            scale, shift = scale * inv, (shift - mean) * inv
+        return np.asarray(scale, dtype=np.float32), np.asarray(shift, dtype=np.float32)
+
+    def scale(self, batch: np.ndarray) -> np.ndarray:
+        """Normalize an NHWC batch (no standardization) to float32, keeping NHWC."""
+        return self._apply(batch, standardize=False)
 
     def transform(self, batch: np.ndarray, channels_first: bool = True) -> np.ndarray:
-        """uint8/uint16 NHWC batch → float NCHW (or NHWC) array, normalized and standardized."""
+        """uint8/uint16 NHWC batch → float32 NCHW (or NHWC) array, normalized and standardized."""
         if batch.ndim == 3:
             batch = batch[..., None]
-        x = self.standardize_batch(self.scale(batch))
+        x = self._apply(batch, standardize=True)
+        if self.standardize == "sample":
+            x = standardize_samples(x, self.epsilon)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if channels_first else x
+
+    def _apply(self, batch: np.ndarray, standardize: bool) -> np.ndarray:
+        peak = 65535.0 if batch.dtype == np.uint16 else 255.0
+        scale, shift = self.affine(peak, standardize)
+        x = batch.astype(np.float32, copy=True)
+        x *= scale
+        x += shift
+        return x
 
     # ---- statistics ---------------------------------------------------------------------------
     def fit(self, images, batch_size: int = 1024) -> Preprocess:
@@ -136,7 +144,11 @@ class Preprocess:
         for batch in _iterate_batches(self, images, batch_size):
             stats.update(self.scale(batch))
         if stats.count == 0:
-            raise ValueError("cannot fit statistics on zero images")
+            raise ParameterError("cannot fit statistics on zero images")
+        return self.set_statistics(stats)
+
+    def set_statistics(self, stats) -> Preprocess:
+        """Keep the statistics this spec's standardization needs from a RunningStats of scaled pixels."""
         if self.standardize == "global":
             self.mean, self.std = [stats.global_mean()], [stats.global_std()]
         elif self.standardize == "pixel":
@@ -153,7 +165,8 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocess:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known = {k: v for k, v in data.items() if not (k in LEGACY_KEYS and v == LEGACY_KEYS[k])}
+        check_keys(known, cls.__dataclass_fields__, "Preprocess")
         if known.get("size") is not None:
             known["size"] = tuple(known["size"])
         return cls(**known)
@@ -171,6 +184,16 @@ class Preprocess:
     @classmethod
     def read(cls, path: str | Path) -> Preprocess:
         return cls.from_json(Path(path).read_text())
+
+
+def standardize_samples(x: np.ndarray, epsilon: float, center: bool = True, scale: bool = True) -> np.ndarray:
+    """Each NHWC image by its own mean and standard deviation (Keras' samplewise_center/std_normalization)."""
+    axes = (1, 2, 3)
+    if center:
+        x = x - x.mean(axis=axes, keepdims=True, dtype=np.float32)
+    if scale:
+        x = x / (x.std(axis=axes, keepdims=True, dtype=np.float32) + np.float32(epsilon))
+    return x.astype(np.float32, copy=False)
 
 
 def _iterate_batches(spec: Preprocess, images, batch_size: int):

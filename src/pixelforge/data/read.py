@@ -102,7 +102,7 @@ def read_dataset(source, layout: str = "auto", **options) -> Manifest:
     reader = layout_reader(name)
     check_options(reader, options, name)
     if name == "directory":
-        from pixelforge.data.storage import FileStorage
+        from pixelforge.data.locations import FileStorage
 
         root = Path(source)
         if not root.is_dir():

@@ -9,6 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from pixelforge.errors import ParameterError
+
 INTERPOLATIONS = {
     "nearest": cv2.INTER_NEAREST,
     "bilinear": cv2.INTER_LINEAR,
@@ -28,7 +30,7 @@ def _interp(name: str, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> int:
     try:
         return INTERPOLATIONS[name]
     except KeyError:
-        raise ValueError(
+        raise ParameterError(
             f"unknown interpolation {name!r}; expected 'auto' or one of {sorted(INTERPOLATIONS)}"
         ) from None
 
@@ -54,7 +56,7 @@ def resize(
     """
     th, tw = int(size[0]), int(size[1])
     if th <= 0 or tw <= 0:
-        raise ValueError(f"size must be positive (height, width), got {size}")
+        raise ParameterError(f"size must be positive (height, width), got {size}")
     if img.ndim == 2:
         img = img[:, :, None]
     h, w = img.shape[:2]
@@ -75,4 +77,4 @@ def resize(
         top, left = (th - nh) // 2, (tw - nw) // 2
         out[top : top + nh, left : left + nw] = scaled
         return out
-    raise ValueError(f"unknown resize method {method!r}; expected one of {RESIZE_METHODS}")
+    raise ParameterError(f"unknown resize method {method!r}; expected one of {RESIZE_METHODS}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pixelforge.errors import ParameterError
+
 
 class RunningStats:
     """Accumulates per-pixel sums so that global, per-channel and per-pixel statistics all follow."""
@@ -22,7 +24,7 @@ class RunningStats:
             self._sum = np.zeros(x.shape[1:])
             self._sumsq = np.zeros(x.shape[1:])
         elif self._sum.shape != x.shape[1:]:
-            raise ValueError(
+            raise ParameterError(
                 f"images differ in shape ({self._sum.shape} vs {x.shape[1:]}); set a size to resize them"
             )
         self._sum += x.sum(axis=0)

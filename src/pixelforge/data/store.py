@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelforge.atomic import atomic_path
 from pixelforge.data.loader import iterate_decoded
 from pixelforge.data.manifest import Manifest, Skip, index_dtype
 from pixelforge.data.preprocess import Preprocess
@@ -113,16 +114,16 @@ def write_store(
     path = Path(path)
     if path.is_dir():
         raise PixelforgeError(f"{path}: is a folder; give a file name such as store.h5")
-    if not path.parent.exists():
-        raise PixelforgeError(f"{path.parent}: output folder does not exist")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    if not path.parent.is_dir():
+        raise PixelforgeError(f"{path.parent}: output folder does not exist" if not path.parent.exists()
+                              else f"{path.parent}: is a file, not a folder")
     skipped: list[Skip] = list(manifest.skipped)
     source_skips = len(skipped)
     stats = RunningStats()
     is_train = np.array([s in ("train", "") for s in manifest.splits], dtype=bool)
     kept_rows: list[np.ndarray] = []
     written = 0
-    try:
+    with atomic_path(path, make_parents=False) as tmp:
         with h5py.File(tmp, "w") as f:
             images = None
             for batch, _labels, rows in iterate_decoded(
@@ -155,10 +156,6 @@ def write_store(
             shape, dtype = tuple(images.shape[1:]), str(images.dtype)
             _write_tables(f, manifest, rows, skipped, comp)
             mean, std = _write_stats(f, spec, stats, manifest)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     splits = [manifest.splits[i] or "train" for i in rows]
     counts = {name: splits.count(name) for name in dict.fromkeys(splits)}
     return StoreSummary(
@@ -186,12 +183,9 @@ def _write_stats(f, spec: Preprocess, stats: RunningStats, manifest: Manifest) -
         mean, std = stats.channel_mean().tolist(), stats.channel_std().tolist()
     else:  # no training rows survived decoding: no statistics rather than made-up ones
         mean, std = [], []
-    stored = Preprocess.from_dict(spec.to_dict())
-    if spec.standardize in (None, "channel", "sample"):
-        stored.mean, stored.std = (mean or None), (std or None)
-    elif stats.count:  # global / pixel statistics as the spec asks
-        stored.mean = [stats.global_mean()] if spec.standardize == "global" else stats.pixel_mean().tolist()
-        stored.std = [stats.global_std()] if spec.standardize == "global" else stats.pixel_std().tolist()
+    stored = Preprocess.from_dict({**spec.to_dict(), "mean": None, "std": None})
+    if stats.count:
+        stored.set_statistics(stats)
     f.attrs["pixelforge_store"] = STORE_FORMAT
     f.attrs["preprocess"] = stored.to_json()
     f.attrs["mean"] = np.asarray(mean, dtype=np.float64)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelforge.data.locations import ArrayStorage
 from pixelforge.data.manifest import Manifest
-from pixelforge.data.storage import ArrayStorage
+from pixelforge.errors import ParameterError
 
 SAMPLE_PATH = Path(__file__).with_name("fashion_sample.npz")
 FASHION_CLASSES = [
@@ -66,5 +67,5 @@ def load_fashion_sample(split: str | None = None) -> Manifest:
     if split is None:
         return manifest
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train', 'test' or None, got {split!r}")
+        raise ParameterError(f"split must be 'train', 'test' or None, got {split!r}")
     return manifest.split(split)

@@ -21,8 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pixelforge.data.locations import ArrayStorage
 from pixelforge.data.manifest import Manifest
-from pixelforge.data.storage import ArrayStorage
 from pixelforge.errors import PixelforgeError
 
 SHAPES = ("circle", "square", "triangle", "cross", "diamond", "star")

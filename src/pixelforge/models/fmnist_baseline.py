@@ -9,7 +9,7 @@ The output layer keeps Keras' default glorot_uniform; ``kernel_initializer`` set
 ReLU runs after the pool: max and ReLU commute (ReLU is monotone), so outputs and gradients are the
 same as Keras' conv-relu-pool, with a quarter of the activation work (this model is benchmarked).
 Conv → pool → ReLU runs as one C kernel (``models/native``) where a compiler is
-available: the full-size convolution output and its gradient are never materialized. ``gradients``
+available: the full-size convolution output and its gradient are never materialized. ``train_step``
 is the whole training step's forward and backward written out by hand (no autograd graph): at
 batch 32 the graph's bookkeeping costs about as much as the arithmetic. In float32 it is one C call
 (``native/train_step.c``: each thread takes its share of the batch through every stage); where that
@@ -23,7 +23,8 @@ from torch import nn
 
 from pixelforge.models.base import Flatten, ZooModel, conv, dense, positive_int
 from pixelforge.models.geometry import require_size
-from pixelforge.models.native import conv_pool, softmax_head, train_step
+from pixelforge.models.native import conv_pool, softmax_head
+from pixelforge.models.native import train_step as one_call_step
 from pixelforge.models.registry import register
 
 OPS = [(3, 1, 0), (2, 2, 0)]
@@ -45,7 +46,7 @@ class FashionBaseline(ZooModel):
     def forward(self, x):
         return self.classifier(self.features[3](conv_pool.run_block(self.features[:3], x)))
 
-    def gradients(self, x: torch.Tensor, labels: torch.Tensor, bf16: bool = False
+    def train_step(self, x: torch.Tensor, labels: torch.Tensor, bf16: bool = False
                   ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Mean cross-entropy loss and logits for a batch, with every parameter's ``.grad`` set — the
         same numbers as ``F.cross_entropy(self(x), labels).backward()`` up to float rounding.
@@ -68,7 +69,7 @@ class FashionBaseline(ZooModel):
             grads = [self._grad_buffer(p) for p in (conv.weight, conv.bias, hidden.weight, hidden.bias,
                                                      output.weight, output.bias)]
             if not bf16:
-                done = train_step.run(x_nhwc, kernel, bias, hidden, output, labels, grads)
+                done = one_call_step.run(x_nhwc, kernel, bias, hidden, output, labels, grads)
                 if done is not None:
                     return done
             pooled, window = conv_pool.forward_nhwc(x_nhwc, kernel, bias)

@@ -5,6 +5,12 @@ Every corruption takes ``(batch, level, rng)`` and returns a new batch of the sa
 severity k uses the k-th level. Anything random (a direction, a sign, the noise itself) comes from the
 ``rng`` argument, so a seed gives the same derived test set every time.
 
+A corruption that has an augmentation op is that op at a fixed strength (``invert``, ``blur``,
+``noise``, ``jpeg``, ``grayscale``, ``dilate``/``erode``, ``scale_shift`` for brightness and contrast),
+or its engine where the op draws what the corruption fixes (``roll_batch`` of ``roll_shift``, the
+affine ops' ``warp`` for shift, rotation and zoom). Gamma, hue and the background replacements have
+no augmentation op and are implemented here.
+
 Geometric corruptions fill uncovered pixels with the image's own border colour (black for MNIST,
 white for a sketch on paper), so they move the object rather than add a frame. Background and stroke
 corruptions find the foreground by its difference from the border colour: they are meant for images
@@ -20,6 +26,18 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pixelforge.augment.affine import warp
+from pixelforge.augment.geometric import roll_batch
+from pixelforge.augment.morphology import Dilate, Erode
+from pixelforge.augment.photometric import (
+    GaussianBlur,
+    GaussianNoise,
+    Grayscale,
+    Invert,
+    JpegCompression,
+    ScaleShift,
+    apply_scale_shift,
+)
 from pixelforge.errors import PixelforgeError
 
 # A background counts as uniform when this share of the border ring is within BORDER_TOLERANCE
@@ -53,13 +71,24 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def _warp(img: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Affine warp of one HWC image, filling with its border colour (linear interpolation)."""
-    h, w, c = img.shape
-    fill = tuple(float(v) for v in border_colour(img)) + (0.0,) * (4 - c)
-    out = cv2.warpAffine(img, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=fill[:4])
-    return out.reshape(h, w, c)
+def _warp_filled(batch: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """Warp image i by the OpenCV (x, y) matrix ``forward[i]`` (input → output) with the affine ops'
+    engine (``augment.affine.warp``, linear), filling uncovered pixels with the image's own border
+    colour. The engine fills with one value, so images (or, for a coloured border, channels) are
+    warped in groups that share their fill."""
+    if not len(batch):
+        return batch.copy()
+    inverse = np.stack([cv2.invertAffineTransform(m) for m in forward])  # output → input, (x, y)
+    matrices = inverse[:, ::-1][:, :, [1, 0, 2]]  # the engine's (row, col) order
+    fills = np.stack([border_colour(img) for img in batch])
+    out = np.empty_like(batch)
+    for colour in np.unique(fills, axis=0):
+        idx = np.flatnonzero((fills == colour).all(axis=1))
+        grey = np.all(colour == colour[0])
+        for plane in [slice(None)] if grey else [slice(c, c + 1) for c in range(len(colour))]:
+            images = np.ascontiguousarray(batch[idx][..., plane])
+            out[idx, ..., plane] = warp(images, matrices[idx], "constant", float(colour[plane][0]))
+    return out
 
 
 def _per_image(batch: np.ndarray, fn) -> np.ndarray:
@@ -74,31 +103,44 @@ def _foreground_alpha(img: np.ndarray, bg: np.ndarray) -> np.ndarray:
     return np.clip((dist - 0.08 * peak) / (0.92 * peak), 0.0, 1.0)
 
 
-def _luminance(batch: np.ndarray) -> np.ndarray:
-    if batch.shape[-1] == 1:
-        return batch.astype(np.float32)
-    return (batch.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
+def _on_groups(batch: np.ndarray, groups: np.ndarray, ops: dict, rng) -> np.ndarray:
+    """Apply ``ops[g]`` (an augmentation op) to the images whose group is g."""
+    out = batch.copy()
+    for group, op in ops.items():
+        idx = np.flatnonzero(groups == group)
+        if len(idx):
+            out[idx] = op(batch[idx], rng, 0.0, 255.0)
+    return out
 
 
 # ---- pixel-value corruptions ------------------------------------------------------------------
 def invert(batch, level, rng):
-    """Negative image, blended in by ``level`` (1 = full inversion: white digits become black)."""
+    """Negative image, blended in by ``level`` (1 = full inversion: white digits become black).
+
+    The ``invert`` op on every image."""
+    inverted = Invert(p=1.0)(batch, rng, 0.0, 255.0)
     if level >= 1:
-        return 255 - batch
-    return _to_uint8(batch * (1 - level) + (255.0 - batch) * level)
+        return inverted
+    return _to_uint8(batch * (1 - level) + inverted * level)
 
 
 def brightness(batch, level, rng):
-    """Add ``level`` x 255 to every pixel, brighter or darker at random per image."""
-    sign = rng.choice([-1.0, 1.0], size=(len(batch), 1, 1, 1))
-    return _to_uint8(batch.astype(np.float32) + sign * level * 255.0)
+    """Add ``level`` x 255 to every pixel, brighter or darker at random per image.
+
+    The ``scale_shift`` op with its brightness shift fixed at +-``level`` x 255."""
+    signs = rng.choice([-1.0, 1.0], size=len(batch))
+    ops = {s: ScaleShift(contrast_range=[1.0, 1.0], brightness_shift=[s * level * 255.0] * 2) for s in (-1.0, 1.0)}
+    return _on_groups(batch, signs, ops, rng)
 
 
 def contrast(batch, level, rng):
-    """Scale each image's distance from its mean by ``level`` (< 1 washes it out)."""
-    x = batch.astype(np.float32)
-    mean = x.mean(axis=(1, 2, 3), keepdims=True)
-    return _to_uint8((x - mean) * level + mean)
+    """Scale each image's distance from its mean by ``level`` (< 1 washes it out).
+
+    The ``scale_shift`` op's alpha·x + beta with alpha = ``level`` and beta = (1 - ``level``) x the
+    image's mean (one lookup table per image, so an output level may differ by one from rounding
+    (x - mean)·level + mean computed pixel by pixel)."""
+    mean = batch.astype(np.float32).mean(axis=(1, 2, 3))
+    return apply_scale_shift(batch, level, (1 - level) * mean, 0.0, 255.0)
 
 
 def gamma(batch, level, rng):
@@ -109,83 +151,89 @@ def gamma(batch, level, rng):
 
 
 def gaussian_noise(batch, level, rng):
-    """Additive Gaussian noise with standard deviation ``level`` x 255."""
-    return _to_uint8(batch + rng.normal(0.0, level * 255.0, size=batch.shape))
+    """Additive Gaussian noise with standard deviation ``level`` x 255.
+
+    The ``noise`` op on every image, its std fixed."""
+    std = level * 255.0
+    return GaussianNoise(std=[std, std], p=1.0)(batch, rng, 0.0, 255.0)
 
 
 def gaussian_blur(batch, level, rng):
-    """Gaussian blur, sigma = ``level`` pixels per 28 pixels of image side."""
+    """Gaussian blur, sigma = ``level`` pixels per 28 pixels of image side.
+
+    The ``blur`` op on every image, its sigma fixed."""
     sigma = level * max(batch.shape[1:3]) / 28.0
-    return _per_image(batch, lambda i, img: cv2.GaussianBlur(img, (0, 0), sigma).reshape(img.shape))
+    return GaussianBlur(sigma=[sigma, sigma], p=1.0)(batch, rng, 0.0, 255.0)
 
 
 def jpeg(batch, level, rng):
-    """Encode and decode as JPEG at quality ``level``."""
-    def one(i, img):
-        ok, data = cv2.imencode(".jpg", img[..., ::-1] if img.shape[-1] == 3 else img,
-                                [cv2.IMWRITE_JPEG_QUALITY, int(level)])
-        flag = cv2.IMREAD_COLOR if img.shape[-1] == 3 else cv2.IMREAD_GRAYSCALE
-        out = cv2.imdecode(data, flag)
-        return (out[..., ::-1] if img.shape[-1] == 3 else out).reshape(img.shape)
-    return _per_image(batch, one)
+    """Encode and decode as JPEG at quality ``level``.
+
+    The ``jpeg`` op on every image, its quality fixed."""
+    return JpegCompression(quality=[int(level), int(level)], p=1.0)(batch, rng, 0.0, 255.0)
 
 
 # ---- geometric corruptions --------------------------------------------------------------------
+# The affine ops (affine, rotate_expand, crop_zoom) draw their parameters from ranges; these fix
+# them (a distance, an angle, a scale) and draw only a direction, so they build the matrices and call
+# the ops' warp engine. (KerasAffine's matrices also keep Keras' centre, which is off by
+# (h - w) / 2 on non-square images; these turn and scale about the true centre.)
 def roll(batch, level, rng):
     """Roll (wrap around) every image right by ``level`` x width pixels, as ``np.roll`` does: the
-    data-curation material's "shifted" test set is a 4-pixel roll of 28-pixel digits."""
+    data-curation material's "shifted" test set is a 4-pixel roll of 28-pixel digits.
+
+    The ``roll_shift`` op's roll, its shift fixed."""
     pixels = int(round(level * batch.shape[2]))
-    return np.roll(batch, pixels, axis=2)
+    return roll_batch(batch, np.zeros(len(batch), np.int64), np.full(len(batch), pixels))
 
 
 def shift(batch, level, rng):
     """Translate by ``level`` x side in a random direction per image, filling with the border colour."""
     h, w = batch.shape[1:3]
     angles = rng.uniform(0, 2 * np.pi, size=len(batch))
-
-    def one(i, img):
-        dx, dy = level * w * np.cos(angles[i]), level * h * np.sin(angles[i])
-        return _warp(img, np.float32([[1, 0, dx], [0, 1, dy]]))
-    return _per_image(batch, one)
+    forward = np.zeros((len(batch), 2, 3))
+    forward[:, 0, 0] = forward[:, 1, 1] = 1.0
+    # float32, as the matrices always were: the same warps, pixel for pixel
+    forward[:, 0, 2] = (level * w * np.cos(angles)).astype(np.float32)
+    forward[:, 1, 2] = (level * h * np.sin(angles)).astype(np.float32)
+    return _warp_filled(batch, forward)
 
 
 def rotation(batch, level, rng):
     """Rotate by ``level`` degrees about the centre, clockwise or not at random per image."""
     h, w = batch.shape[1:3]
     signs = rng.choice([-1.0, 1.0], size=len(batch))
-    return _per_image(batch, lambda i, img: _warp(
-        img, cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), float(signs[i] * level), 1.0)))
+    centre = ((w - 1) / 2, (h - 1) / 2)
+    return _warp_filled(batch, np.stack([cv2.getRotationMatrix2D(centre, float(s * level), 1.0) for s in signs]))
 
 
 def zoom(batch, level, rng):
     """Scale about the centre by ``level`` (> 1 zooms in and crops, < 1 shrinks and pads)."""
     h, w = batch.shape[1:3]
     matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), 0.0, float(level))
-    return _per_image(batch, lambda i, img: _warp(img, matrix))
+    return _warp_filled(batch, np.repeat(matrix[None], len(batch), axis=0))
 
 
 # ---- stroke and background corruptions (uniform backgrounds) ----------------------------------
-def _morph(batch, level, thicker: bool):
+def _morph(batch, level, thicker: bool, rng):
+    """The ``dilate`` / ``erode`` ops with an elliptical kernel of fixed size, on every image: which of
+    the two depends on the image's polarity (bright strokes on dark, or dark strokes on light)."""
     size = max(2, int(round(level * max(batch.shape[1:3]) / 28.0)))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-
-    def one(i, img):
-        bright_strokes = float(border_colour(img).mean()) < float(img.mean())
-        grow = thicker == bright_strokes  # thick bright strokes = dilate; thick dark strokes = erode
-        op = cv2.dilate if grow else cv2.erode
-        return op(img, kernel).reshape(img.shape)
-    return _per_image(batch, one)
+    bright_strokes = np.array([float(border_colour(img).mean()) < float(img.mean()) for img in batch], bool)
+    grow = bright_strokes == thicker  # thick bright strokes = dilate; thick dark strokes = erode
+    ops = {True: Dilate(p=1.0, size=size, shape="ellipse"), False: Erode(p=1.0, size=size, shape="ellipse")}
+    return _on_groups(batch, grow, ops, rng)
 
 
 def thicken(batch, level, rng):
     """Thicker strokes: grey-level dilation (erosion for dark strokes on a light background), with an
     elliptical kernel of ``level`` pixels per 28 pixels of image side."""
-    return _morph(batch, level, thicker=True)
+    return _morph(batch, level, True, rng)
 
 
 def thin(batch, level, rng):
     """Thinner strokes: the opposite morphology of :func:`thicken`."""
-    return _morph(batch, level, thicker=False)
+    return _morph(batch, level, False, rng)
 
 
 def _replace_background(batch, new_background: Callable[[int, np.ndarray, np.ndarray], np.ndarray]):
@@ -237,8 +285,10 @@ def background_texture(batch, level, rng):
 
 # ---- colour corruptions (three-channel images) ------------------------------------------------
 def grayscale(batch, level, rng):
-    """Desaturate: blend ``level`` of the way to the luminance image (colour → grey)."""
-    gray = _luminance(batch)
+    """Desaturate: blend ``level`` of the way to the luminance image (colour → grey).
+
+    The ``grayscale`` op on every image (on float values, so the blend rounds once)."""
+    gray = Grayscale(p=1.0)(batch.astype(np.float32), rng, 0.0, 255.0)
     return _to_uint8(batch * (1 - level) + gray * level)
 
 
@@ -318,10 +368,6 @@ CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in (
     Corruption("grayscale", grayscale, (0.25, 0.5, 0.75, 1.0), "blend", "colour", needs_color=True),
     Corruption("hue_shift", hue_shift, (30, 60, 90, 120, 180), "degrees", "colour", needs_color=True),
 )}
-
-
-def list_corruptions() -> list[str]:
-    return list(CORRUPTIONS)
 
 
 def get_corruption(name: str) -> Corruption:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pixelforge.data.manifest import Manifest
-from pixelforge.data.split import stratified_holdout
+from pixelforge.data.split import held_out_part, stratified_holdout
 from pixelforge.errors import PixelforgeError
 from pixelforge.robustness.corruptions import CORRUPTIONS, corrupt, get_corruption
 
@@ -25,20 +25,20 @@ DEFAULT_BATCH = 256
 
 # ---- metrics ----------------------------------------------------------------------------------
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return float(np.mean(y_true == y_pred)) if len(y_true) else float("nan")
+    """Share of correct predictions (NaN for no images)."""
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(y_true, y_pred)) if len(y_true) else float("nan")
 
 
 def macro_precision(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean over the classes seen in either array of TP / predicted (0 for a class never predicted),
-    as scikit-learn's ``precision_score(average="macro", zero_division=0)``."""
-    classes = np.union1d(y_true, y_pred)
-    if not len(classes):
+    """Mean over the classes seen in either array of TP / predicted (0 for a class never predicted):
+    scikit-learn's ``precision_score(average="macro", zero_division=0)`` (NaN for no images)."""
+    from sklearn.metrics import precision_score
+
+    if not len(y_true):
         return float("nan")
-    scores = []
-    for c in classes:
-        predicted = y_pred == c
-        scores.append(float(np.sum(predicted & (y_true == c)) / predicted.sum()) if predicted.any() else 0.0)
-    return float(np.mean(scores))
+    return float(precision_score(y_true, y_pred, average="macro", zero_division=0))
 
 
 def _scores(y_true, y_pred) -> dict:
@@ -64,15 +64,6 @@ def _class_map(data_classes: Sequence[str], model_classes: Sequence[str], where:
     return np.array([list(model_classes).index(c) for c in data_classes], dtype=np.int64)
 
 
-def test_part(manifest: Manifest) -> tuple[Manifest, str]:
-    """The split to test on: 'test', else 'validation'/'val', else the whole manifest."""
-    if manifest.is_split:
-        for name in ("test", "validation", "val"):
-            if name in manifest.split_names:
-                return manifest.split(name), name
-    return manifest, "all"
-
-
 def _sample(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     """Row indices: all, or a seeded stratified sample of ``limit`` rows (kept in order)."""
     n = len(labels)
@@ -87,7 +78,7 @@ def iterate_test_batches(saved_model, data, labels=None, *, limit=DEFAULT_LIMIT,
     """Yield ``(uint8 NHWC batch, model class indices)`` from a Manifest or from arrays."""
     info = {} if info is None else info
     if isinstance(data, Manifest):
-        part, split = test_part(data)
+        part, split = held_out_part(data)
         mapping = _class_map(part.classes, saved_model.classes, data.source or "test data")
         rows = _sample(part.label_indices(), limit, seed)
         info.update(split=split, available=len(part), used=len(rows))

@@ -18,9 +18,10 @@ from pixelforge.train.files import write_json
 
 
 def cross_validate(data, preprocess: Preprocess | None = None, *, folds: int = 5, seed: int = 1,
-                   epochs: int = 10, batch_size: int = 32, out_dir=None, callbacks_for=None,
+                   epochs: int = 10, batch_size: int = 32, out_dir=None, callbacks_for=None, groups=None,
                    **trainer_options) -> dict:
-    """Run the folds; ``callbacks_for(fold)`` may give per-fold callbacks (e.g. a progress bar)."""
+    """Run the folds; ``callbacks_for(fold)`` may give per-fold callbacks (e.g. a progress bar).
+    ``groups`` (one id per image of ``data``) keeps every group inside one fold."""
     from pixelforge.train.plots import plot_box, plot_curves
     from pixelforge.train.trainer import Trainer
 
@@ -28,7 +29,9 @@ def cross_validate(data, preprocess: Preprocess | None = None, *, folds: int = 5
     out = Path(out_dir) if out_dir is not None else None
     results, histories = [], []
     splitter = StratifiedKFold(folds, shuffle=True, seed=seed)
-    for fold, (train_idx, val_idx) in enumerate(splitter.split_indices(arrays.y)):
+    if groups is not None and arrays.rows is not None:  # rows that decoded, in the data's order
+        groups = np.asarray(groups)[arrays.rows]
+    for fold, (train_idx, val_idx) in enumerate(splitter.split_indices(arrays.y, groups)):
         fold_spec = Preprocess.from_dict({**spec.to_dict(), "mean": None, "std": None})
         trainer = Trainer(preprocess=fold_spec, seed=seed, **trainer_options)
         callbacks = list(callbacks_for(fold) if callbacks_for else [])

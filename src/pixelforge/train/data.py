@@ -2,15 +2,13 @@
 
 The hot path gathers a batch from one contiguous uint8 array with a single index operation (no
 per-sample Python, no per-sample DataLoader collation) and hands it to the model, which normalizes
-it (see ``normalize.BatchTransform``). Datasets over the memory budget are decoded batch by batch in
-a thread pool, one batch ahead of the model.
+it (see ``normalize.BatchTransform``). Datasets over the memory budget are decoded batch by batch by
+the loader's workers, in a background thread one batch ahead of the model (``data/workers.py``).
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -18,6 +16,7 @@ import numpy as np
 
 from pixelforge.data.manifest import Manifest, Skip, class_order
 from pixelforge.data.preprocess import Preprocess
+from pixelforge.data.workers import prefetch
 from pixelforge.errors import PixelforgeError
 
 DEFAULT_MEMORY_BUDGET = 4 << 30  # bytes of decoded uint8 pixels kept in memory at most
@@ -101,42 +100,12 @@ class StreamData:
         source = iterate_decoded(
             self.manifest, self.spec, batch_size, indices=order, skipped=skipped, workers=self.workers
         )
-        for images, _labels, rows in _prefetch(source):
+        for images, _labels, rows in prefetch(source):
             yield images, self.y_all[rows]
         for skip in skipped:  # every epoch meets the same broken files; report each once
             if skip.item not in self._seen_skips:
                 self._seen_skips.add(skip.item)
                 self.skipped.append(skip)
-
-
-def _prefetch(source: Iterator, depth: int = 2) -> Iterator:
-    """Run ``source`` in a background thread, ``depth`` items ahead of the consumer."""
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce():
-        try:
-            for item in source:
-                if stop.is_set():
-                    return
-                items.put(item)
-            items.put(done)
-        except BaseException as exc:  # hand the error to the consumer
-            items.put(exc)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = items.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
 
 
 def class_indices(manifest: Manifest, classes: list[str]) -> np.ndarray:
@@ -276,7 +245,10 @@ def _prepare_arrays(data, spec: Preprocess, classes):
         if len(y) and (y.min() < 0 or y.max() >= len(classes)):
             raise PixelforgeError(f"label indices must be in [0, {len(classes)}), got {y.min()}..{y.max()}")
     spec = complete_spec(spec, x[0])
-    if x.dtype not in (np.uint8, np.uint16) or x.shape[1:3] != spec.size or x.shape[3] != spec.channels:
+    shaped = x.shape[1:3] == spec.size and x.shape[3] == spec.channels
+    if x.dtype == np.float32 and shaped:  # float values on the raw pixel scale (or features): used as they are
+        return ArrayData(np.ascontiguousarray(x), y, list(classes)), spec
+    if x.dtype not in (np.uint8, np.uint16) or not shaped:
         x = np.stack([spec.decode(img, name=f"array[{i}]") for i, img in enumerate(x)])
         if x.ndim == 3:
             x = x[..., None]

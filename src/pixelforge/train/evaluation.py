@@ -15,21 +15,27 @@ from pixelforge.train.files import write_json, write_text
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy, log loss, per-class precision/recall/F1/support, macro averages, confusion matrix."""
+    """Accuracy, log loss, per-class precision/recall/F1/support, macro averages, confusion matrix.
+
+    Every class of ``classes`` keeps its row and column, also when absent from the data (0 support,
+    metrics 0); the macro averages are over the classes present in ``labels``."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     k = len(classes)
     predicted = probs.argmax(1)
-    matrix = np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
-    true_pos = np.diag(matrix).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.nan_to_num(true_pos / matrix.sum(0))
-        recall = np.nan_to_num(true_pos / matrix.sum(1))
-        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
-    support = matrix.sum(1)
+    if len(labels):
+        every = np.arange(k)
+        matrix = confusion_matrix(labels, predicted, labels=every)
+        precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=every,
+                                                                         zero_division=0)
+    else:
+        matrix, support = np.zeros((k, k), np.int64), np.zeros(k, np.int64)
+        precision = recall = f1 = np.zeros(k)
     present = support > 0
     loss = float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean()) if len(labels) else 0.0
     return {
         "images": int(len(labels)),
-        "accuracy": float((predicted == labels).mean()) if len(labels) else 0.0,
+        "accuracy": float(accuracy_score(labels, predicted)) if len(labels) else 0.0,
         "loss": loss,
         "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
         "macro_recall": float(recall[present].mean()) if present.any() else 0.0,

@@ -3,7 +3,7 @@
 Normalization and feature-wise standardization are one affine map per pixel/channel
 (``x * scale + shift``), so the module is cheap, runs inside the model (the trainer and saved models
 put it in front of the network) and fuses with the first layer under ``torch.compile``. The result
-equals ``Preprocess.transform`` up to float rounding.
+equals ``Preprocess.transform``: both take their coefficients from ``Preprocess.affine``.
 """
 
 from __future__ import annotations
@@ -15,26 +15,6 @@ import torch
 from torch import nn
 
 from pixelforge.data.preprocess import Preprocess
-
-
-def _affine(spec: Preprocess, peak: float) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, shift) so that ``raw * scale + shift`` = standardize(normalize(raw)), shaped for NHWC."""
-    if spec.normalize == "none":
-        scale, shift = 1.0, 0.0
-    elif spec.normalize == "symmetric":
-        scale, shift = 2.0 / peak, -1.0
-    else:
-        scale, shift = 1.0 / peak, 0.0
-    scale, shift = np.float64(scale), np.float64(shift)
-    if spec.standardize in ("global", "channel", "pixel"):
-        if spec.mean is None or spec.std is None:
-            raise ValueError(
-                f"standardize={spec.standardize!r} needs statistics: call Preprocess.fit() on the training data first"
-            )
-        mean = np.asarray(spec.mean, dtype=np.float64)
-        inv = 1.0 / (np.asarray(spec.std, dtype=np.float64) + spec.epsilon)
-        scale, shift = scale * inv, (shift - mean) * inv
-    return np.asarray(scale, dtype=np.float32), np.asarray(shift, dtype=np.float32)
 
 
 def _nchw(values: np.ndarray) -> torch.Tensor:
@@ -59,7 +39,7 @@ class BatchTransform(nn.Module):
         self.sample = spec.standardize == "sample"
         self.epsilon = float(spec.epsilon)
         for name, peak in (("8", 255.0), ("16", 65535.0)):
-            scale, shift = _affine(spec, peak)
+            scale, shift = spec.affine(peak)
             self.register_buffer(f"scale{name}", _nchw(scale), persistent=False)
             self.register_buffer(f"shift{name}", _nchw(shift), persistent=False)
 

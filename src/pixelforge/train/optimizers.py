@@ -3,6 +3,7 @@
 - ``sgd``: lr 0.01, optional momentum and Nesterov. torch's momentum form (v = m v + g; w -= lr v)
   equals Keras' (v = m v - lr g; w += v) at a constant learning rate.
 - ``adam``: lr 0.001, betas (0.9, 0.999), epsilon 1e-7 (Keras; torch's default is 1e-8).
+- ``adamw``: Adam with decoupled weight decay (Keras' AdamW), same defaults.
 - ``rmsprop``: lr 0.001, rho 0.9, epsilon 1e-7 added *inside* the square root, accumulator starting
   at zero — Keras' update ``w -= lr g / sqrt(ms + eps)``. torch's RMSprop adds eps outside the root
   and defaults to alpha 0.99, which trains noticeably differently at Keras' settings, hence our own.
@@ -17,7 +18,7 @@ from torch.optim import Optimizer
 
 from pixelforge.errors import PixelforgeError
 
-DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "rmsprop": 0.001}
+DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.001}
 OPTIMIZERS = tuple(DEFAULT_LR)
 
 
@@ -74,7 +75,8 @@ def build_optimizer(
     nesterov: bool = False,
     weight_decay: float = 0.0,
 ) -> Optimizer:
-    """An optimizer by name ("sgd", "adam", "rmsprop"); ``lr=None`` takes the Keras default."""
+    """An optimizer by name ("sgd", "adam", "adamw", "rmsprop"); ``lr=None`` takes the Keras default.
+    For adamw, ``weight_decay`` is decoupled from the gradient (Loshchilov & Hutter), as in Keras' AdamW."""
     key = str(name).lower()
     if key not in DEFAULT_LR:
         raise PixelforgeError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
@@ -92,8 +94,9 @@ def build_optimizer(
     if key == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov,
                                weight_decay=weight_decay, fused=True)
-    if key == "adam":
+    if key in ("adam", "adamw"):
         if momentum:
-            raise PixelforgeError("--momentum applies to sgd and rmsprop; adam uses its betas")
-        return torch.optim.Adam(params, lr=lr, eps=1e-7, weight_decay=weight_decay, fused=True)
+            raise PixelforgeError(f"--momentum applies to sgd and rmsprop; {key} uses its betas")
+        kind = torch.optim.AdamW if key == "adamw" else torch.optim.Adam
+        return kind(params, lr=lr, eps=1e-7, weight_decay=weight_decay, fused=True)
     return KerasRMSprop(params, lr=lr, momentum=momentum, weight_decay=weight_decay)

@@ -7,27 +7,9 @@ from pathlib import Path
 
 from pixelforge.data.manifest import Manifest
 from pixelforge.data.preprocess import Preprocess
+from pixelforge.data.split import train_validation_test
 from pixelforge.errors import PixelforgeError
 from pixelforge.train.files import write_json
-
-
-def choose_splits(manifest: Manifest, seed: int = 0) -> tuple[Manifest, Manifest, Manifest | None, str]:
-    """(train, validation, test or None, explanation). A source's own train/validation/test splits
-    are kept. Without a validation split, a seeded stratified hold-out of the training part (20% /
-    10% / 5% by size) becomes the validation set, so the test split stays untouched by model
-    selection (checkpoint-best, early stopping) and its score stays honest."""
-    from pixelforge.data.split import holdout_fraction, train_test_split
-
-    names = manifest.split_names
-    test = manifest.split("test") if "test" in names else None
-    if "train" in names and "validation" in names:
-        return manifest.split("train"), manifest.split("validation"), test, "the source's train/validation splits"
-    pool = manifest.split("train") if "train" in names else manifest.subset([s == "" for s in manifest.splits])
-    if len(pool) == 0:
-        raise PixelforgeError(f"{manifest.source or 'data'}: no training images (splits: {names or 'none'})")
-    fraction = holdout_fraction(len(pool))
-    train, validation = train_test_split(pool.with_splits([""] * len(pool)), seed=seed)
-    return train, validation, test, f"a stratified {fraction:.0%} hold-out of the training images (seed {seed}) as validation"
 
 
 def standard_callbacks(run_dir, monitor: str, early_stopping: int | None, progress: bool, console=None) -> list:
@@ -63,7 +45,7 @@ def train_run(manifest: Manifest, run_dir, *, model: str, preprocess: Preprocess
 
     run_dir = Path(run_dir)
     seed = trainer_options.get("seed", 0)
-    train, validation, test, how = choose_splits(manifest, seed)
+    train, validation, test, how = train_validation_test(manifest, seed)
     if resume:
         _check_resumable(run_dir, model)
     elif (run_dir / "checkpoint" / "last.json").exists():
@@ -105,7 +87,7 @@ def lr_find_run(manifest: Manifest, run_dir, *, model: str, preprocess: Preproce
     from pixelforge.train.trainer import Trainer
 
     run_dir = Path(run_dir)
-    train, _, _, _ = choose_splits(manifest, trainer_options.get("seed", 0))
+    train, _, _, _ = train_validation_test(manifest, trainer_options.get("seed", 0))
     trainer = Trainer(model, preprocess, **trainer_options)
     result = lr_find(trainer, train, batch_size=batch_size, plot=run_dir / "lr_find.png")
     result["plot"] = str(run_dir / "lr_find.png")

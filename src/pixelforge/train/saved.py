@@ -245,6 +245,31 @@ class SavedModel:
             probs.append(torch.softmax(logits.float(), dim=1).numpy())
         return np.concatenate(probs)
 
+    def evaluate(self, source, out=None, split: str | None = None, **read_options) -> dict:
+        """Accuracy, loss, per-class precision/recall/F1 and the confusion matrix on a labelled source
+        (any dataset source or a Manifest): on ``split``, or by the split policy its test split, else
+        its validation split, else every image.
+        With ``out``, also writes metrics.json, confusion.png/.txt and mistakes.png there."""
+        from pixelforge.data.manifest import Manifest
+        from pixelforge.train.evaluation import classification_metrics, evaluate_model, predict_manifest
+
+        if isinstance(source, Manifest):
+            manifest = source
+        else:
+            from pixelforge.data.read import read_dataset
+
+            manifest = read_dataset(source, **read_options)
+        if split is not None:
+            manifest = manifest.split(split)
+        else:
+            from pixelforge.data.split import held_out_part
+
+            manifest, _ = held_out_part(manifest)
+        if out is not None:
+            return evaluate_model(self, manifest, out)
+        probs, labels, _rows = predict_manifest(self, manifest)
+        return classification_metrics(labels, probs, self.classes)
+
     def predict_files(self, sources, top: int = 3) -> list[dict]:
         """Predict image files or http(s) URLs; each result has the top classes or an error."""
         from pixelforge.train.inputs import read_image

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from pixelforge.errors import PixelforgeError
+from pixelforge.errors import PixelforgeError, check_keys
 
 SCHEDULES = ("constant", "step", "poly", "linear", "cosine", "onecycle")
 PARAMS = {
@@ -37,10 +37,7 @@ class Schedule:
     def __post_init__(self):
         if self.name not in PARAMS:
             raise PixelforgeError(f"unknown schedule {self.name!r}; valid schedules: {', '.join(SCHEDULES)}")
-        unknown = sorted(set(self.params) - set(PARAMS[self.name]))
-        if unknown:
-            valid = ", ".join(PARAMS[self.name]) or "none"
-            raise PixelforgeError(f"schedule {self.name!r} has no parameter {', '.join(unknown)}; its parameters: {valid}")
+        check_keys(self.params, PARAMS[self.name], f"{self.name!r} schedule parameter", PixelforgeError)
         self.params = {**PARAMS[self.name], **{k: float(v) for k, v in self.params.items()}}
         if self.name == "step" and (self.params["every"] <= 0 or self.params["factor"] <= 0):
             raise PixelforgeError("step schedule needs every > 0 and factor > 0")

@@ -2,7 +2,7 @@
 
 The hot loop is short on purpose: gather a uint8 batch, (augment it), run the model with its batch
 transform in front (normalization happens in torch, on the batch), cross-entropy, backward, step.
-A model with a hand-written ``gradients(x, labels)`` (fmnist_baseline) replaces forward + autograd.
+A model with a hand-written ``train_step(x, labels)`` (fmnist_baseline) replaces forward + autograd.
 Running loss/accuracy stay tensors; Python floats are made only when a callback asks for them.
 
 Reproducibility: the weights come from ``torch.manual_seed(seed)``; epoch ``e`` shuffles with
@@ -13,6 +13,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from pathlib import Path
@@ -84,6 +85,11 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
+CONFIG_KEYS = ("model", "preprocess", "model_params", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+               "schedule", "augment", "seed", "compile", "threads", "verbose", "memory_budget", "workers",
+               "precision", "adaptive_threads")
+
+
 class Trainer:
     """Train a zoo model on a Manifest or (x, y) arrays.
 
@@ -114,7 +120,8 @@ class Trainer:
         self.model_name = model if isinstance(model, str) else model.config["name"]
         self.network = None if isinstance(model, str) else model
         self.model_params = dict(model_params or {})
-        self.preprocess = preprocess or Preprocess()
+        # the trainer fits statistics into its own copy: the caller's spec is a parameter, never changed
+        self.preprocess = copy.deepcopy(preprocess) if preprocess is not None else Preprocess()
         self.optimizer_name, self.lr, self.momentum = optimizer, lr, momentum
         self.nesterov, self.weight_decay = nesterov, weight_decay
         self.schedule = Schedule.parse(schedule)
@@ -129,6 +136,7 @@ class Trainer:
             raise PixelforgeError(f"precision must be fp32 or bf16, got {precision!r}")
         self.precision = precision
         self.adaptive_threads = adaptive_threads
+        self.threads = threads
         self._tuner: ThreadTuner | None = None
         tune_malloc()
         if threads == "auto":
@@ -145,10 +153,36 @@ class Trainer:
         self.steps_per_epoch = 0
         self.batch_size = 32
         self._net = None
+        self._class_weight = None
         if not isinstance(model, str) and self.network is not None:
             from pixelforge.models import get_spec
 
             get_spec(self.model_name)  # a model saved later must be rebuildable by name
+
+    # ---- configuration (scikit-learn / Keras style) -------------------------------------------
+    def get_config(self) -> dict:
+        """The constructor's parameters as plain JSON values; ``Trainer.from_config`` rebuilds an
+        untrained trainer with them (a fitted spec keeps its statistics)."""
+        return {
+            "model": self.model_name, "preprocess": self.preprocess.to_dict(), "model_params": dict(self.model_params),
+            "optimizer": self.optimizer_name, "lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay, "schedule": self.schedule.to_dict(), "augment": self.augment_dict(),
+            "seed": self.seed, "compile": bool(self.compile), "threads": self.threads, "verbose": self.verbose,
+            "memory_budget": self.memory_budget, "workers": self.workers, "precision": self.precision,
+            "adaptive_threads": self.adaptive_threads,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> Trainer:
+        from pixelforge.errors import check_keys
+
+        check_keys(config, CONFIG_KEYS, "Trainer config")
+        config = dict(config)
+        if config.get("preprocess") is not None and not isinstance(config["preprocess"], Preprocess):
+            config["preprocess"] = Preprocess.from_dict(config["preprocess"])
+        model = config.pop("model", "fmnist_baseline")
+        preprocess = config.pop("preprocess", None)
+        return cls(model, preprocess, **config)
 
     # ---- setup --------------------------------------------------------------------------------
     @staticmethod
@@ -230,8 +264,12 @@ class Trainer:
 
     # ---- fit ----------------------------------------------------------------------------------
     def fit(self, train, validation=None, epochs: int = 10, batch_size: int = 32, callbacks=None,
-            validation_split: float | None = None, shuffle: bool = True, resume_from=None) -> History:
-        """Train for ``epochs`` epochs; returns the History (loss, accuracy, val_loss, val_accuracy, lr)."""
+            validation_split: float | None = None, shuffle: bool = True, resume_from=None,
+            class_weight=None) -> History:
+        """Train for ``epochs`` epochs; returns the History (loss, accuracy, val_loss, val_accuracy, lr).
+
+        class_weight: as in Keras, ``{class index: weight}`` scaling each image's loss (e.g. so a rare
+        class is learnt rather than ignored); "balanced" weighs classes by n / (k * count)."""
         if epochs < 1 or batch_size < 1:
             raise PixelforgeError(f"epochs and batch size must be >= 1, got {epochs} and {batch_size}")
         self.epochs, self.batch_size = int(epochs), int(batch_size)
@@ -248,6 +286,7 @@ class Trainer:
             train_data, validation = train_data.subset(keep), train_data.subset(held)
         self._fit_statistics(train_data)
         self.build(train_data.image_shape, train_data.classes)
+        self._class_weight = self._class_weights(class_weight, train_data)
         val_data = None
         if validation is not None:
             val_data, _ = prepare(validation, self.preprocess, self.classes, self.memory_budget, self.workers)
@@ -290,6 +329,24 @@ class Trainer:
                 cb.close()
         return self.history
 
+    def _class_weights(self, class_weight, data) -> torch.Tensor | None:
+        if class_weight is None:
+            return None
+        k = len(self.classes)
+        if isinstance(class_weight, str):
+            if class_weight != "balanced":
+                raise PixelforgeError(f'class_weight must be a dict or "balanced", got {class_weight!r}')
+            counts = np.bincount(data.y, minlength=k).astype(np.float64)
+            weights = counts.sum() / (k * np.maximum(counts, 1))
+        else:
+            weights = np.ones(k)
+            for key, value in dict(class_weight).items():
+                index = self.classes.index(key) if isinstance(key, str) and key in self.classes else int(key)
+                if not 0 <= index < k:
+                    raise PixelforgeError(f"class_weight names class {key!r}; classes are 0..{k - 1}")
+                weights[index] = float(value)
+        return torch.tensor(weights, dtype=torch.float32)
+
     def _report_skips(self, data, what: str) -> None:
         for skip in data.skipped[:5]:
             self.log(f"[yellow]skipped[/] {skip.item}: {skip.reason}")
@@ -320,9 +377,11 @@ class Trainer:
         penalty = self.network.regularization_loss() if hasattr(self.network, "regularization_loss") else None
         regularized = penalty is not None and penalty.requires_grad
         scheduled = self.schedule.name != "constant"
+        class_weight = self._class_weight
         bf16 = self.precision == "bf16"
         # a model may compute its gradients by hand (same numbers, no autograd graph): not compiled
-        manual = None if self.compile else getattr(self.network, "gradients", None)
+        # (class weights take the autograd path: the hand-written step has none)
+        manual = None if self.compile or class_weight is not None else getattr(self.network, "train_step", None)
         transform = self._net.transform
         total = self.steps_per_epoch * self.epochs
         base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
@@ -338,12 +397,12 @@ class Trainer:
                     group["lr"] = self.schedule.lr_at(step, self.steps_per_epoch, total, base)
             x, y = to_tensor(images), torch.from_numpy(labels)
             done = manual(transform(x), y, bf16=bf16) if manual is not None else None
-            if done is not None:  # the model wrote its own gradients (see FashionBaseline.gradients)
+            if done is not None:  # the model wrote its own gradients (see FashionBaseline.train_step)
                 loss, logits = done
             else:
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     logits = net(x)
-                loss = F.cross_entropy(logits.float(), y)
+                loss = F.cross_entropy(logits.float(), y, weight=class_weight)
                 if regularized:
                     loss = loss + self.network.regularization_loss()
                 optimizer.zero_grad(set_to_none=True)

@@ -1,5 +1,5 @@
-"""Duplicates: exact (same content hash), near (perceptual hash within a Hamming distance, confirmed on
-the thumbnails), and duplicates that cross splits (train/test leakage, an error)."""
+"""Duplicates: exact (same content hash), near (survive shifts, brightness, JPEG, resizing, small crops
+and flips; see ``audit.near``), and duplicates that cross splits (train/test leakage, an error)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import numpy as np
 
 from pixelforge.audit.context import AuditContext
 from pixelforge.audit.findings import Finding
+from pixelforge.audit.near import NCC_SAME, NEIGHBOURS, candidate_pairs, gray_thumbs, verify
 
-NEAR_HAMMING = 6  # of 64 bits
-NEAR_PIXEL_DIFF = 0.08  # mean absolute difference of standardized thumbnails confirming a near pair
-NEAR_GRAY_DIFF = 10.0  # ... and of the raw thumbnails, in gray levels (a small brightness shift is near)
+NEAR_HAMMING = 6  # of 64 bits: perceptual-hash candidates, besides the embedding neighbours
 
 
 def _components(pairs: np.ndarray) -> list[list[int]]:
@@ -67,25 +66,6 @@ def near_pairs(phash: np.ndarray, rows: np.ndarray, max_distance: int, block: in
     return pairs
 
 
-def _standardized(x: np.ndarray) -> np.ndarray:
-    x = x.reshape(len(x), -1).astype(np.float32)
-    x -= x.mean(1, keepdims=True)
-    return x / (x.std(1, keepdims=True) + 4.0)  # +4 gray levels: flat images do not blow up noise
-
-
-def _mean_abs_diff(thumbs: np.ndarray, pairs: np.ndarray, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair, the mean absolute difference of the two thumbnails after standardizing each (so two
-    different dark images are not "near"), and of the raw thumbnails (so two flat images of different
-    colours are not either)."""
-    scaled, raw = np.empty(len(pairs)), np.empty(len(pairs))
-    for s in range(0, len(pairs), block):
-        p = pairs[s : s + block]
-        a, b = thumbs[p[:, 0]], thumbs[p[:, 1]]
-        scaled[s : s + block] = np.abs(_standardized(a) - _standardized(b)).mean(1)
-        raw[s : s + block] = np.abs(a.astype(np.int16) - b.astype(np.int16)).reshape(len(p), -1).mean(1)
-    return scaled, raw
-
-
 def check_duplicates(ctx: AuditContext) -> list[Finding]:
     scan, splits = ctx.scan, ctx.splits
     ok = np.flatnonzero(scan.ok)
@@ -98,16 +78,17 @@ def check_duplicates(ctx: AuditContext) -> list[Finding]:
 
     task = ctx.task("near duplicates", 2)
     hamming = ctx.option("near_hamming", NEAR_HAMMING)
-    candidates = near_pairs(scan.phash, ok, hamming)
-    ctx.advance(task)
-    if len(candidates):
-        diffs, raw = _mean_abs_diff(scan.thumbs, candidates)
+    gray = gray_thumbs(scan.thumbs)
+    candidates = np.concatenate([near_pairs(scan.phash, ok, hamming),
+                                 candidate_pairs(gray, ok, k=ctx.option("near_neighbours", NEIGHBOURS), seed=ctx.seed)])
+    candidates = np.unique(candidates, axis=0) if len(candidates) else candidates.reshape(0, 2)
+    if len(candidates):  # byte-identical pairs are exact duplicates, reported on their own
         same = np.array([scan.content[a] == scan.content[b] for a, b in candidates.tolist()], bool)
-        keep = (diffs <= ctx.option("near_pixel_diff", NEAR_PIXEL_DIFF)) & ~same
-        keep &= raw <= ctx.option("near_gray_diff", NEAR_GRAY_DIFF)
-        near, near_diff = candidates[keep], diffs[keep]
-    else:
-        near, near_diff = np.zeros((0, 2), np.int64), np.zeros(0)
+        candidates = candidates[~same]
+    ctx.advance(task)
+    keep, scores, flips = verify(scan.thumbs, gray, candidates, ctx.option("near_correlation", NCC_SAME))
+    near, near_score, near_flip = candidates[keep], scores[keep], flips[keep]
+    ctx.extras["near_duplicates"] = {"candidates": int(len(candidates)), "confirmed": int(keep.sum())}
     ctx.advance(task)
 
     if exact_groups:
@@ -122,13 +103,18 @@ def check_duplicates(ctx: AuditContext) -> list[Finding]:
     if len(near):
         groups = _components(near)
         rows = sorted({int(i) for g in groups for i in g})
+        mirrored = {int(i) for pair in near[near_flip] for i in pair}
         out.append(Finding(
             "duplicates", "near", "warning",
             f"{len(groups)} group(s) of near-duplicate images ({len(rows)} images)",
-            f"perceptual hashes within {hamming} bits and standardized thumbnails within {NEAR_PIXEL_DIFF:g} "
-            f"on average (median difference {np.median(near_diff):.2f})",
+            f"candidates from nearest neighbours of content-centred embeddings (and perceptual hashes within "
+            f"{hamming} bits), confirmed by a normalized cross-correlation of at least {NCC_SAME:g} over small "
+            f"shifts, zooms and a mirror image (median {np.median(near_score):.3f}); {len(mirrored)} image(s) "
+            "are mirror copies",
             "Keep one image of each group unless the differences matter (e.g. deliberate variants).",
             images=rows, groups=groups,
+            notes={i: "mirror image of another" for i in sorted(mirrored)},
+            values={"pairs": int(len(near)), "threshold": NCC_SAME, "mirrored_images": len(mirrored)},
         ))
     all_pairs = np.concatenate([np.asarray(exact_pairs, np.int64).reshape(-1, 2), near])
     if len(all_pairs):

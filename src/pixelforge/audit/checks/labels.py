@@ -1,6 +1,7 @@
 """Label errors by confident learning: out-of-fold predicted probabilities from k-fold cross-validation
-of a quick model (a small MLP on gradient-histogram + coarse thumbnail features), then cleanlab lists the likely mislabelled
-images with a suggested label and estimates the label-error rate, set against the 4% bar."""
+of a quick model (the zoo's dnn on gradient-histogram + coarse thumbnail features, trained by the
+Trainer), then cleanlab lists the likely mislabelled images with a suggested label and estimates the
+label-error rate, set against the 4% bar."""
 
 from __future__ import annotations
 
@@ -14,56 +15,47 @@ ERROR_RATE_BAR = 0.04  # the material's bar: more than ~4% wrong labels hurts no
 WEAK_MODEL = 0.85  # below this out-of-fold accuracy the estimate mixes label errors with model errors
 
 
-def _train_mlp(x, y, k, seed, epochs, hidden=256):
-    import torch
+def fold_trainer(seed: int, threads: int):
+    """The quick label model: the zoo's dnn (one hidden layer of 256, dropout 0.2) on the feature
+    vectors, each feature standardized on the fold's training part, AdamW with a one-cycle schedule."""
+    from pixelforge.data.preprocess import Preprocess
+    from pixelforge.train.trainer import Trainer
 
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(hidden, k)
-    )
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(seed)
-    batch = 128 if len(x) < 20_000 else 256
-    steps = max(1, epochs * ((len(x) + batch - 1) // batch))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    # balanced class weights: a rare class is learnt instead of being flagged wholesale as mislabelled
-    counts = torch.bincount(yt, minlength=k).float().clamp(min=1)
-    weight = (counts.sum() / (k * counts)).clamp(max=10.0)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=gen)
-        for s in range(0, len(x), batch):
-            idx = order[s : s + batch]
-            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx], weight=weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    model.eval()
-    return model
+    # features enter as (N, D, 1, 1) "images": standardize="pixel" is one mean/std per feature
+    spec = Preprocess(normalize="none", standardize="pixel", epsilon=1e-6)
+    return Trainer("dnn", spec, model_params={"nodes": [256], "dropout": 0.2}, optimizer="adamw", lr=2e-3,
+                   weight_decay=1e-3, schedule="onecycle", seed=seed, verbose=False, threads=threads,
+                   adaptive_threads=False)
 
 
 def out_of_fold_probs(ctx: AuditContext, x: np.ndarray, y: np.ndarray, k: int, folds: int) -> np.ndarray:
+    """Out-of-fold class probabilities of the quick label model, trained by the Trainer on each fold."""
     import torch
-    from sklearn.model_selection import StratifiedKFold
+
+    from pixelforge.data.split import StratifiedKFold
 
     # small models run faster on one thread (2 threads spin and stall on a busy machine)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1 if len(x) < 20_000 else max(1, min(2, threads)))
+    fold_threads = 1 if len(x) < 20_000 else max(1, min(2, threads))
+    features = np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), x.shape[1], 1, 1)
     probs = np.zeros((len(x), k), np.float32)
     # about 150,000 training examples seen per fold: many epochs on small data, few on large
     epochs = int(np.clip(150_000 / max(1, len(x) * (folds - 1) / folds), 5, 60))
     epochs = ctx.option("label_epochs", epochs)
+    batch = 128 if len(x) < 20_000 else 256
     task = ctx.task(f"label model ({folds}-fold)", folds)
-    for f, (train, val) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=ctx.seed).split(x, y)):
-        mean, std = x[train].mean(0), x[train].std(0) + 1e-6
-        model = _train_mlp((x[train] - mean) / std, y[train], k, ctx.seed + f, epochs)
-        with torch.no_grad():
-            logits = model(torch.from_numpy((x[val] - mean) / std))
-            probs[val] = torch.softmax(logits, 1).numpy()
-        ctx.advance(task)
-    torch.set_num_threads(threads)
+    try:
+        for f, (train, val) in enumerate(StratifiedKFold(folds, seed=ctx.seed).split_indices(y)):
+            trainer = fold_trainer(ctx.seed + f, fold_threads)
+            # balanced class weights: a rare class is learnt instead of being flagged wholesale as mislabelled
+            counts = np.bincount(y[train], minlength=k).astype(np.float64)
+            weights = np.minimum(counts.sum() / (k * np.maximum(counts, 1)), 10.0)
+            trainer.fit((features[train], y[train]), epochs=epochs, batch_size=batch,
+                        class_weight=dict(enumerate(weights)))
+            probs[val] = trainer.predict(features[val])
+            ctx.advance(task)
+    finally:
+        torch.set_num_threads(threads)
     return probs
 
 

@@ -35,8 +35,8 @@ from pathlib import Path
 
 from pixelforge.data.layouts.directory import is_image_name, read_directory_layout
 from pixelforge.data.layouts.gzip_index import GzipIndexer
+from pixelforge.data.locations import Storage, safe_relative_path
 from pixelforge.data.manifest import SPLIT_ALIASES, Manifest, Skip, class_order
-from pixelforge.data.storage import Storage, safe_relative_path
 from pixelforge.errors import LayoutError, PixelforgeError, UnsafePathError
 
 GiB = 1024**3

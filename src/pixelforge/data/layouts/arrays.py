@@ -25,8 +25,8 @@ import numpy as np
 from pixelforge.data.layouts.csv_table import infer_shape, parse_shape
 from pixelforge.data.layouts.directory import is_image_name
 from pixelforge.data.layouts.rows import clean_label, finish_manifest, locate
+from pixelforge.data.locations import ArrayStorage, FileStorage
 from pixelforge.data.manifest import SPLIT_ALIASES, Manifest, Skip
-from pixelforge.data.storage import ArrayStorage, FileStorage
 from pixelforge.errors import LayoutError
 
 X_KEYS = ("x", "images", "image", "imgs", "data", "features", "inputs", "X")

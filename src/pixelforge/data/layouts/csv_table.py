@@ -37,8 +37,8 @@ from pixelforge.data.layouts.rows import (
     finish_manifest,
     locate,
 )
+from pixelforge.data.locations import ArrayStorage, FileStorage, Storage
 from pixelforge.data.manifest import Manifest, Skip
-from pixelforge.data.storage import ArrayStorage, FileStorage, Storage
 from pixelforge.errors import LayoutError
 
 PIXEL_NAME = re.compile(r"^(pixel|pix|px|p)?[_ ]?\d+$|^\d+x\d+$")

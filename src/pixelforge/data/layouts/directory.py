@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from pixelforge.data.locations import Storage
 from pixelforge.data.manifest import SPLIT_ALIASES, Manifest
-from pixelforge.data.storage import Storage
 from pixelforge.errors import LayoutError
 
 IMAGE_EXTENSIONS = frozenset(

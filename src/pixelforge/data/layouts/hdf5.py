@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelforge.data.locations import Storage
 from pixelforge.data.manifest import SPLIT_ALIASES, Manifest, Skip
-from pixelforge.data.storage import Storage
 from pixelforge.errors import LayoutError, PixelforgeError
 
 IMAGE_KEYS = ("images", "x", "data", "X", "image", "imgs")

@@ -27,8 +27,8 @@ from pixelforge.data.layouts.rows import (
     finish_manifest,
     locate,
 )
+from pixelforge.data.locations import FileStorage, Storage
 from pixelforge.data.manifest import SPLIT_ALIASES, Manifest, Skip
-from pixelforge.data.storage import FileStorage, Storage
 from pixelforge.errors import LayoutError
 
 MAX_JSON_BYTES = 1024**3  # a JSON document is parsed whole; refuse absurd sizes with a message

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 from pixelforge import __version__
-from pixelforge.data.storage import Storage, safe_relative_path
+from pixelforge.data.locations import Storage, safe_relative_path
 from pixelforge.errors import LayoutError, PixelforgeError
 
 DEFAULT_TIMEOUT = 20.0

@@ -4,10 +4,8 @@ name, resolving a row's path safely inside the dataset root, and building the fi
 
 from __future__ import annotations
 
-import posixpath
-
+from pixelforge.data.locations import Storage, safe_relative_path
 from pixelforge.data.manifest import Manifest, Skip, class_order
-from pixelforge.data.storage import Storage
 from pixelforge.errors import LayoutError, UnsafePathError
 
 # Column / key names recognised automatically, most specific first (compared lower-cased).
@@ -51,15 +49,7 @@ def resolve_location(value: str, prefix: str = "") -> str:
 
     Raises UnsafePathError for absolute paths and for paths that climb out of the storage root.
     """
-    text = str(value).replace("\\", "/").strip()
-    if not text:
-        raise UnsafePathError("empty path")
-    if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
-        raise UnsafePathError(f"path {text!r} is absolute; only paths inside the dataset are allowed")
-    joined = posixpath.normpath(posixpath.join(prefix, text)) if prefix else posixpath.normpath(text)
-    if joined == ".." or joined.startswith("../") or joined == ".":
-        raise UnsafePathError(f"path {text!r} escapes the dataset root")
-    return joined
+    return safe_relative_path(value, prefix=prefix)
 
 
 def missing_reason(storage: Storage, location: str) -> str | None:

@@ -16,16 +16,22 @@ import numpy as np
 
 from pixelforge.errors import PixelforgeError, UnsafePathError
 
+# A backslash separates folders only on Windows; on POSIX it is a legal character of a file name.
+BACKSLASH_IS_SEPARATOR = os.sep == "\\"
 
-def safe_relative_path(path: str, *, what: str = "path") -> str:
-    """Normalise a relative posix path and refuse one that is absolute or climbs out of its root."""
-    text = str(path).replace("\\", "/").strip()
+
+def safe_relative_path(path: str, *, what: str = "path", prefix: str = "") -> str:
+    """Normalise a relative posix path (joined to ``prefix`` when given) and refuse one that is absolute
+    or climbs out of its root."""
+    text = str(path).strip()
+    if BACKSLASH_IS_SEPARATOR:
+        text = text.replace("\\", "/")
     if not text:
         raise UnsafePathError(f"empty {what}")
     if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
         raise UnsafePathError(f"{what} {text!r} is absolute; only paths inside the dataset are allowed")
-    norm = posixpath.normpath(text)
-    if norm == ".." or norm.startswith("../"):
+    norm = posixpath.normpath(posixpath.join(prefix, text) if prefix else text)
+    if norm in ("..", ".") or norm.startswith("../"):
         raise UnsafePathError(f"{what} {text!r} escapes the dataset root")
     return norm
 
