@@ -9,8 +9,10 @@ Two stages, so that a million images are never compared all against all:
    image's nearest neighbours by cosine, also against the mirrored embeddings (flips), are the
    candidates: blocks of one matrix product, memory bounded by the block size.
 2. **Verification** — a candidate pair counts when the best normalized cross-correlation of the two
-   thumbnails over small shifts, a few scales and a flip is very high, their brightness and contrast
-   differ by no more than a re-exposure does, and (for colour) their hues agree.
+   thumbnails over small shifts, a few scales and a flip is high and *stands out*: the pair matches far
+   better than either image matches its best other neighbour (look-alikes are common in some datasets,
+   copies are not); their brightness and contrast differ by no more than a re-exposure does, and (for
+   colour) their hues agree.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ import numpy as np
 EMBED_SIDE = 16
 NEIGHBOURS = 6  # candidates kept per image (per orientation)
 MIN_COSINE = 0.80  # below this two embeddings are not worth verifying
-NCC_SAME = 0.97  # verification: best normalized cross-correlation of a near duplicate
+NCC_FLOOR = 0.95  # verification: a near duplicate correlates at least this well ...
+STANDS_OUT = 0.35  # ... and its residual (1 - correlation) is at most this share of the residual of the
+# best other neighbour of either image: in a crowd of look-alikes (plain trousers in Fashion-MNIST) a
+# close match is ordinary, a copy stands out from the crowd
+EXACT = 0.998  # neighbours this close are copies themselves, not the crowd (groups of three and more)
+MIRROR_AT_LEAST = 0.99  # a mirror copy is otherwise the same image; a mirrored look-alike is not a copy
 SCALES = (1.0, 1.06, 1.12)  # zooms tried on the first image of a pair (crops up to ~10%)
 HUE_DIFF = 0.06  # chromaticity difference (r, g, b shares) above which colours differ
 
@@ -131,8 +138,8 @@ def best_correlation(a: np.ndarray, b: np.ndarray, shift: int) -> tuple[float, b
     return best, flipped
 
 
-def verify(thumbs: np.ndarray, gray: np.ndarray, pairs: np.ndarray,
-           threshold: float = NCC_SAME) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def verify(thumbs: np.ndarray, gray: np.ndarray, pairs: np.ndarray, floor: float = NCC_FLOOR,
+           stands_out: float = STANDS_OUT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(kept mask, best correlation, flipped) for candidate ``pairs`` of rows."""
     t = gray.shape[1]
     shift = max(2, round(t / 10))
@@ -143,7 +150,8 @@ def verify(thumbs: np.ndarray, gray: np.ndarray, pairs: np.ndarray,
     scores, flips = np.zeros(len(pairs)), np.zeros(len(pairs), bool)
     for p, (i, j) in enumerate(pairs.tolist()):
         scores[p], flips[p] = best_correlation(images[i], images[j], shift)
-    keep = scores >= threshold
+    keep = (scores >= floor) & ((1 - scores) <= stands_out * (1 - crowd_scores(pairs, scores)))
+    keep &= ~flips | (scores >= MIRROR_AT_LEAST)
     if len(pairs):  # brightness and contrast within what a re-exposure changes (about ±20%)
         mean, std = gray.mean((1, 2)), gray.std((1, 2)) + 2.0
         a, b = pairs[:, 0], pairs[:, 1]
@@ -153,4 +161,40 @@ def verify(thumbs: np.ndarray, gray: np.ndarray, pairs: np.ndarray,
         means = thumbs.reshape(len(thumbs), -1, 3)[pairs.ravel()].mean(1).reshape(len(pairs), 2, 3) + 1.0
         chroma = means / means.sum(-1, keepdims=True)
         keep &= np.abs(chroma[:, 0] - chroma[:, 1]).max(-1) <= HUE_DIFF
+        # the object's own colour too (the background dominates the means): a re-exposure moves it
+        # by a fifth at most, a dark-red and a red ball differ more
+        objects = object_colours(thumbs[pairs.ravel()]).reshape(len(pairs), 2, 3)
+        a, b = objects[:, 0], objects[:, 1]
+        keep &= (np.abs(a - b) <= 0.2 * np.maximum(a, b) + 12.0).all(-1)
     return keep, scores, flips
+
+
+def object_colours(thumbs: np.ndarray) -> np.ndarray:
+    """Mean colour (N, 3) of each image's most object-like pixels: the quarter farthest from the
+    colour of its border ring."""
+    n, t = thumbs.shape[:2]
+    x = thumbs.astype(np.float32).reshape(n, t * t, 3)
+    ring = np.concatenate([thumbs[:, 0], thumbs[:, -1], thumbs[:, :, 0], thumbs[:, :, -1]], 1).astype(np.float32)
+    dist = np.abs(x - np.median(ring, 1)[:, None]).max(-1)
+    far = dist >= np.quantile(dist, 0.75, axis=1, keepdims=True)
+    return (x * far[..., None]).sum(1) / np.maximum(far.sum(1), 1)[:, None]
+
+
+def crowd_scores(pairs: np.ndarray, scores: np.ndarray, sparse: float = 0.9) -> np.ndarray:
+    """Per pair (a, b): how well the closer-crowded of a and b matches its best *other* neighbour
+    (copies above EXACT left out; ``sparse`` when an image has no other candidate)."""
+    best: dict[int, list[tuple[float, int]]] = {}
+    for (a, b), s in zip(pairs.tolist(), scores.tolist(), strict=True):
+        if s < EXACT:
+            best.setdefault(a, []).append((s, b))
+            best.setdefault(b, []).append((s, a))
+    for key in best:
+        best[key] = sorted(best[key], reverse=True)[:2]
+
+    def other(i: int, j: int) -> float:
+        for s, k in best.get(i, []):
+            if k != j:
+                return s
+        return sparse
+
+    return np.array([min(other(a, b), other(b, a)) for a, b in pairs.tolist()], np.float64)

@@ -91,7 +91,7 @@ def run_audit(
         overall = bar.add_task("checks", total=len(names)) if bar else None
         for name in names:
             start = time.perf_counter()
-            findings += get_check(name)(ctx)
+            findings += _run_check(name, ctx)
             timings[name] = time.perf_counter() - start
             if bar:
                 bar.update(overall, advance=1, description=f"checks ({name} done)")
@@ -100,6 +100,24 @@ def run_audit(
             bar.stop()
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], names.index(f.check) if f.check in names else 99))
     return AuditReport(manifest, scan, findings, names, ctx.extras, timings, sample_info)
+
+
+def _run_check(name: str, ctx: AuditContext) -> list[Finding]:
+    """One check's findings; a check that fails becomes an error finding, so the others still report
+    (PIXELFORGE_DEBUG=1 raises instead, for the traceback)."""
+    import os
+
+    try:
+        return get_check(name)(ctx)
+    except PixelforgeError as exc:
+        reason = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug in one check must not hide every other finding
+        if os.environ.get("PIXELFORGE_DEBUG", "").strip() not in ("", "0"):
+            raise
+        reason = f"internal error ({type(exc).__name__}: {exc}); this is a bug in pixelforge"
+    return [Finding(name, "check_failed", "error", f"The {name} check could not run", reason,
+                    "Run again with PIXELFORGE_DEBUG=1 for the traceback and report it, or skip the check "
+                    "with --checks.")]
 
 
 def _progress(progress):

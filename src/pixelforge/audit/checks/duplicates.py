@@ -9,7 +9,7 @@ import numpy as np
 
 from pixelforge.audit.context import AuditContext
 from pixelforge.audit.findings import Finding
-from pixelforge.audit.near import NCC_SAME, NEIGHBOURS, candidate_pairs, gray_thumbs, verify
+from pixelforge.audit.near import NCC_FLOOR, NEIGHBOURS, candidate_pairs, gray_thumbs, verify
 
 NEAR_HAMMING = 6  # of 64 bits: perceptual-hash candidates, besides the embedding neighbours
 
@@ -86,7 +86,7 @@ def check_duplicates(ctx: AuditContext) -> list[Finding]:
         same = np.array([scan.content[a] == scan.content[b] for a, b in candidates.tolist()], bool)
         candidates = candidates[~same]
     ctx.advance(task)
-    keep, scores, flips = verify(scan.thumbs, gray, candidates, ctx.option("near_correlation", NCC_SAME))
+    keep, scores, flips = verify(scan.thumbs, gray, candidates, ctx.option("near_correlation", NCC_FLOOR))
     near, near_score, near_flip = candidates[keep], scores[keep], flips[keep]
     ctx.extras["near_duplicates"] = {"candidates": int(len(candidates)), "confirmed": int(keep.sum())}
     ctx.advance(task)
@@ -108,13 +108,13 @@ def check_duplicates(ctx: AuditContext) -> list[Finding]:
             "duplicates", "near", "warning",
             f"{len(groups)} group(s) of near-duplicate images ({len(rows)} images)",
             f"candidates from nearest neighbours of content-centred embeddings (and perceptual hashes within "
-            f"{hamming} bits), confirmed by a normalized cross-correlation of at least {NCC_SAME:g} over small "
-            f"shifts, zooms and a mirror image (median {np.median(near_score):.3f}); {len(mirrored)} image(s) "
-            "are mirror copies",
+            f"{hamming} bits), confirmed by a normalized cross-correlation over small shifts, zooms and a mirror "
+            f"image of at least {NCC_FLOOR:g} that stands out from each image's other look-alikes (median "
+            f"{np.median(near_score):.3f}); {len(mirrored)} image(s) are mirror copies",
             "Keep one image of each group unless the differences matter (e.g. deliberate variants).",
             images=rows, groups=groups,
             notes={i: "mirror image of another" for i in sorted(mirrored)},
-            values={"pairs": int(len(near)), "threshold": NCC_SAME, "mirrored_images": len(mirrored)},
+            values={"pairs": int(len(near)), "floor": NCC_FLOOR, "mirrored_images": len(mirrored)},
         ))
     all_pairs = np.concatenate([np.asarray(exact_pairs, np.int64).reshape(-1, 2), near])
     if len(all_pairs):

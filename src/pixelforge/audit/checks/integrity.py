@@ -104,9 +104,12 @@ def _sizes(ctx: AuditContext) -> list[Finding]:
     med_area, med_aspect = np.median(area[ok]), np.median(aspect[ok])
     # an outlier against the dataset (robust z) that is also far off in absolute terms: 4x the area
     # or twice as elongated — portrait and landscape photos mixed are common and reported as info
+    # elongation ignores orientation: a 16:9 landscape among 3:4 portraits is a turned camera, not odd
+    elongation = np.abs(aspect)
+    med_elongation = np.median(elongation[ok])
     odd = ok & (
         ((np.abs(robust_z(area, ok)) > 3.5) & (np.abs(area - med_area) > np.log(4)))
-        | ((np.abs(robust_z(aspect, ok)) > 3.5) & (np.abs(aspect - med_aspect) > np.log(2)))
+        | ((np.abs(robust_z(elongation, ok)) > 3.5) & (np.abs(elongation - med_elongation) > np.log(2)))
     )
     median_side = float(np.median(np.minimum(w, h)[ok]))
     tiny = ok & (np.minimum(w, h) < TINY_FRACTION * median_side)
