@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 EMBED_SIDE = 16
-NEIGHBOURS = 6  # candidates kept per image (per orientation)
+NEIGHBOURS = 8  # candidates kept per image (per orientation)
 MIN_COSINE = 0.80  # below this two embeddings are not worth verifying
 NCC_FLOOR = 0.95  # verification: a near duplicate correlates at least this well ...
 STANDS_OUT = 0.35  # ... and its residual (1 - correlation) is at most this share of the residual of the
@@ -29,7 +29,8 @@ STANDS_OUT = 0.35  # ... and its residual (1 - correlation) is at most this shar
 # close match is ordinary, a copy stands out from the crowd
 EXACT = 0.998  # neighbours this close are copies themselves, not the crowd (groups of three and more)
 MIRROR_AT_LEAST = 0.99  # a mirror copy is otherwise the same image; a mirrored look-alike is not a copy
-SCALES = (1.0, 1.06, 1.12)  # zooms tried on the first image of a pair (crops up to ~10%)
+SCALES = (1.0, 1.06, 1.12)  # zooms tried on either image of a pair (crops up to ~10%) ...
+ZOOM_FROM = 0.85  # ... when the plain match already correlates this well
 HUE_DIFF = 0.06  # chromaticity difference (r, g, b shares) above which colours differ
 
 
@@ -84,72 +85,121 @@ def _project(e: np.ndarray, e_flip: np.ndarray, dims: int, seed: int) -> tuple[n
 
 
 def candidate_pairs(gray: np.ndarray, rows: np.ndarray, k: int = NEIGHBOURS, min_cosine: float = MIN_COSINE,
-                    dims: int = 64, block: int = 512, seed: int = 0) -> np.ndarray:
-    """(P, 2) row pairs (i < j) whose embeddings are among each other's ``k`` nearest (either
-    orientation) with cosine at least ``min_cosine``."""
+                    dims: int = 64, block: int = 1024, seed: int = 0) -> np.ndarray:
+    """(P, 3) rows (i, j, mirrored), i < j: j is among i's ``k`` nearest embeddings with cosine at least
+    ``min_cosine``, as it is (mirrored 0) or mirrored (1); a pair found both ways appears twice."""
+    import torch
+
     if len(rows) < 2:
-        return np.zeros((0, 2), np.int64)
-    g = centred(gray[rows])
-    e = embed(g)
-    e_flip = embed(g[:, :, ::-1].copy())
-    e, e_flip = _project(e, e_flip, dims, seed)
+        return np.zeros((0, 3), np.int64)
     k = min(k, len(rows) - 1)
     found = []
-    for start in range(0, len(rows), block):
-        q = e[start : start + block]
-        for other in (e, e_flip):
-            sims = q @ other.T
-            idx = np.arange(start, start + len(q))
-            sims[np.arange(len(q)), idx] = -1.0  # not yourself (a symmetric image matches its own mirror)
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            best = np.take_along_axis(sims, top, 1)
-            a, b = np.nonzero(best >= min_cosine)
-            found.append(np.stack([idx[a], top[a, b]], 1))
-    pairs = np.concatenate(found) if found else np.zeros((0, 2), np.int64)
-    pairs = np.sort(pairs, 1)
-    pairs = np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
-    return rows[pairs]
+    # centred views undo shifts of objects on a plain background; the plain view keeps what centring
+    # disturbs (an object cut by the frame moves its centre less than the shift)
+    for g in (centred(gray[rows]), gray[rows]):
+        e, e_flip = (torch.from_numpy(v) for v in _project(embed(g), embed(g[:, :, ::-1].copy()), dims, seed))
+        for start in range(0, len(rows), block):
+            q = e[start : start + block]
+            idx = torch.arange(start, start + len(q))
+            for other in (e, e_flip):
+                sims = q @ other.T  # torch: its matrix product and top-k use every core
+                sims[torch.arange(len(q)), idx] = -1.0  # not yourself (a symmetric image matches its own mirror)
+                best, top = torch.topk(sims, k, dim=1)
+                a, b = torch.nonzero(best >= min_cosine, as_tuple=True)
+                mirrored = torch.full((len(a),), int(other is e_flip))
+                found.append(torch.stack([idx[a], top[a, b], mirrored], 1).numpy())
+    found = np.concatenate(found) if found else np.zeros((0, 3), np.int64)
+    found[:, :2] = np.sort(found[:, :2], 1)
+    found = np.unique(found[found[:, 0] != found[:, 1]], axis=0)
+    found[:, :2] = rows[found[:, :2]]
+    return found
 
 
-def _zoomed(g: np.ndarray, scale: float) -> np.ndarray:
+def _zoomed(images: np.ndarray, scale: float) -> np.ndarray:
+    """Each image enlarged by ``scale`` about its centre, cut back to its size (one warp per image)."""
     if scale == 1.0:
-        return g
-    t = g.shape[0]
-    big = cv2.resize(g, (round(t * scale), round(t * scale)), interpolation=cv2.INTER_LINEAR)
-    off = (big.shape[0] - t) // 2
-    return big[off : off + t, off : off + t]
+        return images
+    t = images.shape[1]
+    c = (t - 1) / 2
+    m = np.float32([[scale, 0, c - scale * c], [0, scale, c - scale * c]])
+    return np.stack([cv2.warpAffine(g, m, (t, t), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                     for g in images])
 
 
-def best_correlation(a: np.ndarray, b: np.ndarray, shift: int) -> tuple[float, bool]:
-    """Best normalized cross-correlation of zero-mean images ``a`` and ``b`` (gray or colour) over shifts up to ``shift``
-    pixels, zooms of ``a`` by SCALES (either way) and a horizontal flip of ``b``; (score, flipped)."""
-    t = a.shape[0]
-    best, flipped = -1.0, False
-    for scale in SCALES:
-        for first, second in ((a, b), (b, a)) if scale != 1.0 else ((a, b),):
-            template = _zoomed(first, scale)[shift : t - shift, shift : t - shift]
-            if float(np.abs(template).max()) < 1e-3:
-                continue
-            for flip in (False, True):
-                image = second[:, ::-1] if flip else second
-                score = float(cv2.matchTemplate(np.ascontiguousarray(image), template, cv2.TM_CCORR_NORMED).max())
-                if score > best:
-                    best, flipped = score, flip
-    return best, flipped
+def _window_energy(images: np.ndarray, m: int) -> np.ndarray:
+    """Sum of squares of every m x m window of each image: (R, t - m + 1, t - m + 1)."""
+    sq = np.pad(images.astype(np.float64) ** 2, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)
+    return sq[:, m:, m:] - sq[:, :-m, m:] - sq[:, m:, :-m] + sq[:, :-m, :-m]
 
 
-def verify(thumbs: np.ndarray, gray: np.ndarray, pairs: np.ndarray, floor: float = NCC_FLOOR,
-           stands_out: float = STANDS_OUT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(kept mask, best correlation, flipped) for candidate ``pairs`` of rows."""
+def _templates(images: np.ndarray, scale: float, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Conjugate spectra of the zoomed images' centre crops (zero-padded to full size) and their energies."""
+    t = images.shape[1]
+    m = t - 2 * shift
+    crop = _zoomed(images, scale)[:, shift : t - shift, shift : t - shift]
+    padded = np.zeros((len(images), t, t), np.float32)
+    padded[:, :m, :m] = crop
+    return np.conj(np.fft.rfft2(padded)), (crop.astype(np.float64) ** 2).sum((1, 2))
+
+
+def _correlate(spec_t, energy_t, views, searched: np.ndarray, mirrored: np.ndarray, shift: int) -> np.ndarray:
+    """Best normalized correlation of each template with its searched image, plain or mirrored view."""
+    out = np.empty(len(searched))
+    for view in (0, 1):
+        sel = mirrored == bool(view)
+        if sel.any():
+            spec_i, energy_i = views[view]
+            side = spec_t.shape[1]  # spectra are (side, side // 2 + 1)
+            corr = np.fft.irfft2(spec_t[sel] * spec_i[searched[sel]], s=(side, side))
+            corr = corr[:, : 2 * shift + 1, : 2 * shift + 1]
+            norm = np.sqrt(energy_t[sel][:, None, None] * energy_i[searched[sel]]) + 1e-6
+            out[sel] = (corr / norm).reshape(sel.sum(), -1).max(1)
+    return out
+
+
+def best_correlations(images: np.ndarray, pairs: np.ndarray, mirrored: np.ndarray, shift: int,
+                      chunk: int = 4096) -> np.ndarray:
+    """For each pair (i, j) of zero-mean gray ``images``: the best normalized cross-correlation of i
+    with j (mirrored where ``mirrored``) over shifts up to ``shift`` pixels, and — for pairs already
+    close (ZOOM_FROM) — zooms of either by SCALES (crops). Correlations at every shift come from one
+    FFT product per pair and view, in batches of ``chunk`` pairs (bounded memory)."""
+    t = images.shape[1]
+    m = t - 2 * shift
+    scores = np.full(len(pairs), -1.0)
+    for start in range(0, len(pairs), chunk):
+        part, flip = pairs[start : start + chunk], mirrored[start : start + chunk].astype(bool)
+        rows, local = np.unique(part, return_inverse=True)
+        local = local.reshape(-1, 2)
+        plain = images[rows]
+        views = [(np.fft.rfft2(v), _window_energy(v, m)) for v in (plain, plain[:, :, ::-1])]
+
+        spec, energy = _templates(plain, 1.0, shift)
+        best = _correlate(spec[local[:, 0]], energy[local[:, 0]], views, local[:, 1], flip, shift)
+        close = np.flatnonzero((best >= ZOOM_FROM) & (best < EXACT))
+        for scale in SCALES[1:] if len(close) else ():  # a crop is a zoom: tried where the plain match is close
+            spec_z, energy_z = _templates(plain, scale, shift)
+            for first, second in ((0, 1), (1, 0)):
+                a = local[close, first]
+                zoomed = _correlate(spec_z[a], energy_z[a], views, local[close, second], flip[close], shift)
+                best[close] = np.maximum(best[close], zoomed)
+        scores[start : start + len(part)] = best
+    return scores
+
+
+def verify(thumbs: np.ndarray, gray: np.ndarray, candidates: np.ndarray, floor: float = NCC_FLOOR,
+           stands_out: float = STANDS_OUT) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(pairs, kept mask, best correlation, mirrored) for ``candidates`` (i, j, mirrored) rows; a pair
+    proposed both as it is and mirrored keeps its better match."""
     t = gray.shape[1]
     shift = max(2, round(t / 10))
-    # colour images are compared in colour, less one mean over all channels: a brighter or more
-    # contrasted copy still correlates perfectly, a red and a blue circle of one shape do not
-    images = thumbs.astype(np.float32) if thumbs.shape[-1] == 3 else gray.copy()
-    images -= images.mean(axis=tuple(range(1, images.ndim)), keepdims=True)
-    scores, flips = np.zeros(len(pairs)), np.zeros(len(pairs), bool)
-    for p, (i, j) in enumerate(pairs.tolist()):
-        scores[p], flips[p] = best_correlation(images[i], images[j], shift)
+    # zero-mean gray: a brighter or more contrasted copy still correlates perfectly (colour is checked below)
+    images = gray - gray.mean((1, 2), keepdims=True)
+    scores = best_correlations(images, candidates[:, :2], candidates[:, 2], shift)
+    order = np.lexsort((-scores, candidates[:, 1], candidates[:, 0]))  # best first within each pair
+    candidates, scores = candidates[order], scores[order]
+    first = np.ones(len(candidates), bool)
+    first[1:] = np.any(candidates[1:, :2] != candidates[:-1, :2], axis=1)
+    pairs, scores, flips = candidates[first, :2], scores[first], candidates[first, 2].astype(bool)
     keep = (scores >= floor) & ((1 - scores) <= stands_out * (1 - crowd_scores(pairs, scores)))
     keep &= ~flips | (scores >= MIRROR_AT_LEAST)
     if len(pairs):  # brightness and contrast within what a re-exposure changes (about ±20%)
@@ -166,7 +216,7 @@ def verify(thumbs: np.ndarray, gray: np.ndarray, pairs: np.ndarray, floor: float
         objects = object_colours(thumbs[pairs.ravel()]).reshape(len(pairs), 2, 3)
         a, b = objects[:, 0], objects[:, 1]
         keep &= (np.abs(a - b) <= 0.2 * np.maximum(a, b) + 12.0).all(-1)
-    return keep, scores, flips
+    return pairs, keep, scores, flips
 
 
 def object_colours(thumbs: np.ndarray) -> np.ndarray:

@@ -79,16 +79,17 @@ def check_duplicates(ctx: AuditContext) -> list[Finding]:
     task = ctx.task("near duplicates", 2)
     hamming = ctx.option("near_hamming", NEAR_HAMMING)
     gray = gray_thumbs(scan.thumbs)
-    candidates = np.concatenate([near_pairs(scan.phash, ok, hamming),
+    hashed = near_pairs(scan.phash, ok, hamming)  # perceptual hashes see a copy as it is, not mirrored
+    candidates = np.concatenate([np.column_stack([hashed, np.zeros(len(hashed), np.int64)]),
                                  candidate_pairs(gray, ok, k=ctx.option("near_neighbours", NEIGHBOURS), seed=ctx.seed)])
-    candidates = np.unique(candidates, axis=0) if len(candidates) else candidates.reshape(0, 2)
+    candidates = np.unique(candidates, axis=0)
     if len(candidates):  # byte-identical pairs are exact duplicates, reported on their own
-        same = np.array([scan.content[a] == scan.content[b] for a, b in candidates.tolist()], bool)
+        same = np.array([scan.content[a] == scan.content[b] for a, b in candidates[:, :2].tolist()], bool)
         candidates = candidates[~same]
     ctx.advance(task)
-    keep, scores, flips = verify(scan.thumbs, gray, candidates, ctx.option("near_correlation", NCC_FLOOR))
-    near, near_score, near_flip = candidates[keep], scores[keep], flips[keep]
-    ctx.extras["near_duplicates"] = {"candidates": int(len(candidates)), "confirmed": int(keep.sum())}
+    pairs, keep, scores, flips = verify(scan.thumbs, gray, candidates, ctx.option("near_correlation", NCC_FLOOR))
+    near, near_score, near_flip = pairs[keep], scores[keep], flips[keep]
+    ctx.extras["near_duplicates"] = {"candidates": int(len(pairs)), "confirmed": int(keep.sum())}
     ctx.advance(task)
 
     if exact_groups:

@@ -22,6 +22,17 @@ DARK_LEVEL = 56  # 22% of 255: an image whose brightest 1% of pixels stay below 
 BRIGHT_MARGIN = 56  # ... and one whose darkest 5% are within this of white is washed out
 LOW_ENTROPY = 2.4  # bits of 8: only a few gray levels in use
 MIN_CLASS = 20  # classes smaller than this are compared with the whole dataset instead
+HALF = 0.5  # ... and a dark image keeps at most half of its class's typical brightest level
+
+
+def class_median(values: np.ndarray, ok: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per image, the median of ``values`` over its class (the dataset's for small classes)."""
+    out = np.full(len(values), np.median(values[ok]))
+    for k in np.unique(labels[ok]):
+        members = ok & (labels == k)
+        if members.sum() >= MIN_CLASS:
+            out[labels == k] = np.median(values[members])
+    return out
 
 
 def class_robust_z(values: np.ndarray, ok: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -50,9 +61,9 @@ def check_quality(ctx: AuditContext) -> list[Finding]:
     out: list[Finding] = []
 
     p99, p5 = s.gray_p99, s.gray_p5
-    # far below the class both in its brightest parts and on average (texture alone does not make dark)
-    z_dark = np.maximum(class_robust_z(np.log1p(p99), ok, labels), class_robust_z(np.log1p(s.brightness), ok, labels))
-    dark = ok & (p99 < DARK_LEVEL) & (z_dark < -z_limit)
+    # far below its class, and at most half its class's typical level (a dim image among dim ones is not dark)
+    z_dark = class_robust_z(np.log1p(p99), ok, labels)
+    dark = ok & (p99 < DARK_LEVEL) & (z_dark < -z_limit) & (p99 <= HALF * class_median(p99, ok, labels))
     if dark.any():
         out.append(_finding(
             "dark", "too dark image(s)", np.flatnonzero(dark), p99,
@@ -62,9 +73,9 @@ def check_quality(ctx: AuditContext) -> list[Finding]:
             {"measure": "99th-percentile gray level", "cut": DARK_LEVEL, "class_z": -z_limit},
             lambda i: f"99th percentile {p99[i]:.0f} (class z {z_dark[i]:+.1f})"))
     headroom = 255.0 - p5
-    z_bright = np.maximum(class_robust_z(np.log1p(headroom), ok, labels),
-                          class_robust_z(np.log1p(255.0 - s.brightness), ok, labels))
-    bright = ok & ~dark & (headroom < BRIGHT_MARGIN) & (z_bright < -z_limit)
+    z_bright = class_robust_z(np.log1p(headroom), ok, labels)
+    bright = ok & ~dark & (headroom < BRIGHT_MARGIN) & (z_bright < -z_limit) & (
+        headroom <= HALF * class_median(headroom, ok, labels))
     if bright.any():
         out.append(_finding(
             "bright", "too bright image(s)", np.flatnonzero(bright), headroom,
