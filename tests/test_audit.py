@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -219,21 +220,26 @@ def test_html_report_renders_in_headless_chromium(defective, tmp_path):
     assert colourful.mean() > 0.01
 
 
-@pytest.mark.parametrize("max_distance", [3, 6, 10])
-def test_near_pair_index_finds_every_pair_a_brute_force_search_finds(max_distance):
-    from pixelforge.audit.checks.duplicates import near_pairs
+def test_candidate_search_finds_shifted_and_mirrored_copies_among_random_images():
+    from pixelforge.audit.near import candidate_pairs
 
-    rng = np.random.default_rng(max_distance)
-    hashes = rng.integers(0, 2**63, 400, dtype=np.int64).astype(np.uint64)
-    for k in range(40):  # plant pairs at every distance from 0 to 12 bits
-        flipped = int(hashes[k])
-        for bit in rng.choice(64, k % 13, replace=False):
-            flipped ^= 1 << int(bit)
-        hashes[200 + k] = np.uint64(flipped)
-    dist = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
-    brute = {(i, j) for i, j in zip(*np.nonzero(dist <= max_distance), strict=True) if i < j}
-    found = {tuple(p) for p in near_pairs(hashes, np.arange(400), max_distance).tolist()}
-    assert found == brute and len(brute) >= 10
+    rng = np.random.default_rng(0)
+    base = rng.normal(128, 40, (300, 32, 32)).astype(np.float32)
+    base = np.stack([cv2.GaussianBlur(g, (0, 0), 4.0) for g in base])  # smooth random "scenes"
+    copies = [np.roll(base[k], (1, -2), (0, 1)) for k in range(10)] + [base[k][:, ::-1] for k in range(10, 20)]
+    gray = np.concatenate([base, np.stack(copies)])
+    found = {(int(a), int(b), int(m)) for a, b, m in candidate_pairs(gray, np.arange(len(gray))).tolist()}
+    assert all((k, 300 + k, 0) in found for k in range(10))  # shifted copies, found as they are
+    assert all((k, 300 + k, 1) in found for k in range(10, 20))  # mirror copies, found mirrored
+
+
+def test_crowd_scores_are_each_images_best_other_match():
+    from pixelforge.audit.near import crowd_scores
+
+    pairs = np.array([[0, 1], [0, 2], [1, 2], [3, 4]])
+    scores = np.array([0.99, 0.90, 0.80, 0.97])
+    # pair (0, 1): 0's best other is 2 (0.90), 1's best other is 2 (0.80) -> 0.80; (3, 4): no others -> sparse
+    assert np.allclose(crowd_scores(pairs, scores, sparse=0.5), [0.80, 0.80, 0.90, 0.5])
 
 
 def test_integrity_flags_modes_alpha_16_bit_odd_and_tiny_sizes(tmp_path):

@@ -366,7 +366,7 @@ def audit(
     """Check a dataset against the rules of good training data; write report.html and report.json.
 
     Checks: stats, size, imbalance, integrity, quality, duplicates, variation, shortcut, labels.
-    --option sets check settings (e.g. near_hamming=8, quality_z=4, label_epochs=10); prefix reader
+    --option sets check settings (e.g. near_neighbours=12, quality_z=4, label_epochs=10); prefix reader
     options with "read." (e.g. read.label_mode=top)."""
     from pixelforge.audit.report import print_console, write_reports
     from pixelforge.audit.runner import parse_checks, run_audit

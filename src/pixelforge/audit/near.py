@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 EMBED_SIDE = 16
-NEIGHBOURS = 8  # candidates kept per image (per orientation)
+NEIGHBOURS = 8  # candidates kept per image (per view and orientation) ...
+LARGE, NEIGHBOURS_LARGE = 20_000, 5  # ... and beyond this many images (verification time grows with them)
 MIN_COSINE = 0.80  # below this two embeddings are not worth verifying
 NCC_FLOOR = 0.95  # verification: a near duplicate correlates at least this well ...
 STANDS_OUT = 0.35  # ... and its residual (1 - correlation) is at most this share of the residual of the
@@ -29,7 +30,7 @@ STANDS_OUT = 0.35  # ... and its residual (1 - correlation) is at most this shar
 # close match is ordinary, a copy stands out from the crowd
 EXACT = 0.998  # neighbours this close are copies themselves, not the crowd (groups of three and more)
 MIRROR_AT_LEAST = 0.99  # a mirror copy is otherwise the same image; a mirrored look-alike is not a copy
-SCALES = (1.0, 1.06, 1.12)  # zooms tried on either image of a pair (crops up to ~10%) ...
+ZOOMS = (1 / 1.12, 1 / 1.06, 1.06, 1.12)  # zooms of the first image of a pair (crops up to ~10%) ...
 ZOOM_FROM = 0.85  # ... when the plain match already correlates this well
 HUE_DIFF = 0.06  # chromaticity difference (r, g, b shares) above which colours differ
 
@@ -85,14 +86,14 @@ def _project(e: np.ndarray, e_flip: np.ndarray, dims: int, seed: int) -> tuple[n
 
 
 def candidate_pairs(gray: np.ndarray, rows: np.ndarray, k: int = NEIGHBOURS, min_cosine: float = MIN_COSINE,
-                    dims: int = 64, block: int = 1024, seed: int = 0) -> np.ndarray:
+                    dims: int = 64, block: int = 512, seed: int = 0) -> np.ndarray:
     """(P, 3) rows (i, j, mirrored), i < j: j is among i's ``k`` nearest embeddings with cosine at least
     ``min_cosine``, as it is (mirrored 0) or mirrored (1); a pair found both ways appears twice."""
     import torch
 
     if len(rows) < 2:
         return np.zeros((0, 3), np.int64)
-    k = min(k, len(rows) - 1)
+    k = min(k if len(rows) <= LARGE else min(k, NEIGHBOURS_LARGE), len(rows) - 1)
     found = []
     # centred views undo shifts of objects on a plain background; the plain view keeps what centring
     # disturbs (an object cut by the frame moves its centre less than the shift)
@@ -143,44 +144,49 @@ def _templates(images: np.ndarray, scale: float, shift: int) -> tuple[np.ndarray
 
 
 def _correlate(spec_t, energy_t, views, searched: np.ndarray, mirrored: np.ndarray, shift: int) -> np.ndarray:
-    """Best normalized correlation of each template with its searched image, plain or mirrored view."""
+    """Best normalized correlation of each template with its searched image, plain or mirrored view
+    (``views[v]`` = spectra, window energies and each searched image's position in them)."""
     out = np.empty(len(searched))
+    side = spec_t.shape[1]  # spectra are (side, side // 2 + 1)
     for view in (0, 1):
         sel = mirrored == bool(view)
         if sel.any():
-            spec_i, energy_i = views[view]
-            side = spec_t.shape[1]  # spectra are (side, side // 2 + 1)
-            corr = np.fft.irfft2(spec_t[sel] * spec_i[searched[sel]], s=(side, side))
-            corr = corr[:, : 2 * shift + 1, : 2 * shift + 1]
-            norm = np.sqrt(energy_t[sel][:, None, None] * energy_i[searched[sel]]) + 1e-6
+            spec_i, energy_i, index = views[view]
+            where = index[searched[sel]]
+            corr = np.fft.irfft2(spec_t[sel] * spec_i[where], s=(side, side))[:, : 2 * shift + 1, : 2 * shift + 1]
+            norm = np.sqrt(energy_t[sel][:, None, None] * energy_i[where]) + 1e-6
             out[sel] = (corr / norm).reshape(sel.sum(), -1).max(1)
     return out
 
 
 def best_correlations(images: np.ndarray, pairs: np.ndarray, mirrored: np.ndarray, shift: int,
-                      chunk: int = 4096) -> np.ndarray:
+                      chunk: int = 8192) -> np.ndarray:
     """For each pair (i, j) of zero-mean gray ``images``: the best normalized cross-correlation of i
     with j (mirrored where ``mirrored``) over shifts up to ``shift`` pixels, and — for pairs already
-    close (ZOOM_FROM) — zooms of either by SCALES (crops). Correlations at every shift come from one
-    FFT product per pair and view, in batches of ``chunk`` pairs (bounded memory)."""
-    t = images.shape[1]
-    m = t - 2 * shift
+    close (ZOOM_FROM) — of i zoomed in or out by ZOOMS (crops). Correlations at every shift come from
+    one FFT product per pair and view, in batches of ``chunk`` pairs (bounded memory); spectra are
+    computed once per chunk for the templates (first images) and searched images (second images)."""
+    m = images.shape[1] - 2 * shift
     scores = np.full(len(pairs), -1.0)
     for start in range(0, len(pairs), chunk):
         part, flip = pairs[start : start + chunk], mirrored[start : start + chunk].astype(bool)
-        rows, local = np.unique(part, return_inverse=True)
-        local = local.reshape(-1, 2)
-        plain = images[rows]
-        views = [(np.fft.rfft2(v), _window_energy(v, m)) for v in (plain, plain[:, :, ::-1])]
-
-        spec, energy = _templates(plain, 1.0, shift)
-        best = _correlate(spec[local[:, 0]], energy[local[:, 0]], views, local[:, 1], flip, shift)
+        firsts, first_of = np.unique(part[:, 0], return_inverse=True)
+        seconds, second_of = np.unique(part[:, 1], return_inverse=True)
+        views = []
+        for view in (False, True):  # the searched images as they are and mirrored, where a pair needs it
+            need = np.zeros(len(seconds), bool)
+            need[second_of[flip == view]] = True
+            searched = images[seconds[need]][:, :, ::-1] if view else images[seconds[need]]
+            index = np.cumsum(need) - 1
+            views.append((np.fft.rfft2(searched), _window_energy(searched, m), index))
+        spec, energy = _templates(images[firsts], 1.0, shift)
+        best = _correlate(spec[first_of], energy[first_of], views, second_of, flip, shift)
         close = np.flatnonzero((best >= ZOOM_FROM) & (best < EXACT))
-        for scale in SCALES[1:] if len(close) else ():  # a crop is a zoom: tried where the plain match is close
-            spec_z, energy_z = _templates(plain, scale, shift)
-            for first, second in ((0, 1), (1, 0)):
-                a = local[close, first]
-                zoomed = _correlate(spec_z[a], energy_z[a], views, local[close, second], flip[close], shift)
+        if len(close):
+            zoom_rows, zoom_of = np.unique(first_of[close], return_inverse=True)
+            for scale in ZOOMS:  # a crop is a zoom: tried where the plain match is already close
+                spec_z, energy_z = _templates(images[firsts[zoom_rows]], scale, shift)
+                zoomed = _correlate(spec_z[zoom_of], energy_z[zoom_of], views, second_of[close], flip[close], shift)
                 best[close] = np.maximum(best[close], zoomed)
         scores[start : start + len(part)] = best
     return scores
@@ -231,20 +237,27 @@ def object_colours(thumbs: np.ndarray) -> np.ndarray:
 
 
 def crowd_scores(pairs: np.ndarray, scores: np.ndarray, sparse: float = 0.9) -> np.ndarray:
-    """Per pair (a, b): how well the closer-crowded of a and b matches its best *other* neighbour
-    (copies above EXACT left out; ``sparse`` when an image has no other candidate)."""
-    best: dict[int, list[tuple[float, int]]] = {}
-    for (a, b), s in zip(pairs.tolist(), scores.tolist(), strict=True):
-        if s < EXACT:
-            best.setdefault(a, []).append((s, b))
-            best.setdefault(b, []).append((s, a))
-    for key in best:
-        best[key] = sorted(best[key], reverse=True)[:2]
+    """Per pair (a, b): how well the more crowded-looking side's best *other* neighbour matches — the
+    smaller of a's best score without b and b's best score without a (copies above EXACT left out;
+    ``sparse`` when an image has no other candidate). Vectorized: each image's two best scores."""
+    n = int(pairs.max()) + 1 if len(pairs) else 0
+    ends = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    partner = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    value = np.concatenate([scores, scores])
+    value = np.where(value < EXACT, value, -np.inf)
+    order = np.lexsort((-value, ends))  # per image, best first
+    ends, partner, value = ends[order], partner[order], value[order]
+    first = np.ones(len(ends), bool)
+    first[1:] = ends[1:] != ends[:-1]
+    best_val, best_to = np.full(n, -np.inf), np.full(n, -1)
+    second_val = np.full(n, -np.inf)
+    best_val[ends[first]], best_to[ends[first]] = value[first], partner[first]
+    second = np.zeros(len(ends), bool)
+    second[1:] = first[:-1] & ~first[1:]
+    second_val[ends[second]] = value[second]
 
-    def other(i: int, j: int) -> float:
-        for s, k in best.get(i, []):
-            if k != j:
-                return s
-        return sparse
+    def other(i, j):
+        v = np.where(best_to[i] == j, second_val[i], best_val[i])
+        return np.where(np.isfinite(v), v, sparse)
 
-    return np.array([min(other(a, b), other(b, a)) for a, b in pairs.tolist()], np.float64)
+    return np.minimum(other(pairs[:, 0], pairs[:, 1]), other(pairs[:, 1], pairs[:, 0]))

@@ -79,7 +79,6 @@ class Scan:
     chan_mean: np.ndarray = None  # (N, 3) per-channel mean (RGB; gray repeated)
     chan_sq: np.ndarray = None  # (N, 3) per-channel mean of squares
     pixels: np.ndarray = None  # analysed pixels per image (weights for global stats)
-    phash: np.ndarray = None  # uint64 perceptual hash (DCT of a 32x32 gray image)
     content: list[bytes] = None  # blake2b digest of the file bytes (or of the array)
 
 
@@ -90,14 +89,6 @@ def _header(data: bytes) -> tuple[str, int, int, bool]:
         with Image.open(io.BytesIO(data)) as img:
             alpha = img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
             return img.mode, img.width, img.height, alpha
-
-
-def phash64(gray: np.ndarray) -> int:
-    """64-bit perceptual hash: low 8x8 DCT frequencies of a 32x32 image, thresholded at their median."""
-    small = cv2.resize(gray.astype(np.float32), (32, 32), interpolation=cv2.INTER_AREA)
-    low = cv2.dct(small)[:8, :8].ravel()
-    bits = low > np.median(low[1:])
-    return int(np.packbits(bits).view(">u8")[0])
 
 
 def blur_effect(gray: np.ndarray) -> float:
@@ -176,7 +167,7 @@ def _features(manifest: Manifest, i: int, thumb: int, channels: int) -> dict:
         sharpness=float(np.log10(lap.var() + 1e-3) - np.log10(g.var() + 1e-3)),
         blur=blur_effect(blur_gray), gray_p5=_percentile(hist, 5), gray_p99=_percentile(hist, 99),
         chan_mean=flat.mean(0), chan_sq=(flat**2).mean(0), pixels=gray.size,
-        phash=phash64(gray), thumb=small.reshape(thumb, thumb, channels),
+        thumb=small.reshape(thumb, thumb, channels),
     )
     return rec
 
@@ -245,7 +236,6 @@ def scan_manifest(manifest: Manifest, *, thumb: int | None = None, workers: int 
     scan.bits, scan.pixels = np.full(n, 8, np.int16), np.zeros(n, np.int64)
     scan.alpha = np.zeros(n, bool)
     scan.chan_mean, scan.chan_sq = np.zeros((n, 3)), np.zeros((n, 3))
-    scan.phash = np.zeros(n, np.uint64)
     scan.mode, scan.fmt, scan.ext = [""] * n, [""] * n, [""] * n
     scan.content = [b""] * n
     task = progress.add_task("decode + features", total=n) if progress else None
@@ -264,7 +254,6 @@ def scan_manifest(manifest: Manifest, *, thumb: int | None = None, workers: int 
             scan.nbytes[i], scan.width[i], scan.height[i] = rec["nbytes"], rec["width"], rec["height"]
             scan.bits[i], scan.pixels[i], scan.alpha[i] = rec["bits"], rec["pixels"], rec["alpha"]
             scan.chan_mean[i], scan.chan_sq[i] = rec["chan_mean"], rec["chan_sq"]
-            scan.phash[i] = np.uint64(rec["phash"])
             scan.mode[i], scan.fmt[i], scan.ext[i] = rec["mode"], rec["fmt"], rec["ext"]
             scan.content[i] = rec["content"]
         if progress and (i + 1 == n or (i + 1) % chunk == 0):

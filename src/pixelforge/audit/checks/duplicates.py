@@ -11,8 +11,6 @@ from pixelforge.audit.context import AuditContext
 from pixelforge.audit.findings import Finding
 from pixelforge.audit.near import NCC_FLOOR, NEIGHBOURS, candidate_pairs, gray_thumbs, verify
 
-NEAR_HAMMING = 6  # of 64 bits: perceptual-hash candidates, besides the embedding neighbours
-
 
 def _components(pairs: np.ndarray) -> list[list[int]]:
     parent: dict[int, int] = {}
@@ -33,39 +31,6 @@ def _components(pairs: np.ndarray) -> list[list[int]]:
     return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0])
 
 
-def near_pairs(phash: np.ndarray, rows: np.ndarray, max_distance: int, block: int = 1024) -> np.ndarray:
-    """Pairs (i, j), i < j, of ``rows`` whose hashes differ in at most ``max_distance`` bits.
-
-    Splits the 64 bits into ``max_distance + 1`` bands; two hashes that close agree on at least one
-    whole band (pigeonhole), so only images sharing a band value are compared — never all pairs.
-    """
-    hashes = phash[rows]
-    bits = np.unpackbits(hashes.view(np.uint8).reshape(-1, 8), axis=1).astype(np.int64)
-    edges = np.linspace(0, 64, min(64, max_distance + 1) + 1).astype(int)
-    found = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        key = bits[:, lo:hi] @ (1 << np.arange(hi - lo, dtype=np.int64))
-        order = np.argsort(key, kind="stable")
-        bounds = np.flatnonzero(np.diff(key[order])) + 1
-        for members in np.split(order, bounds):
-            if len(members) < 2:
-                continue
-            h = hashes[members]
-            step = max(16, min(block, 4_000_000 // len(members)))  # bounded memory in crowded bands
-            for start in range(0, len(members), step):
-                part = h[start : start + step]
-                dist = np.bitwise_count(part[:, None] ^ h[None, :])
-                a, b = np.nonzero(dist <= max_distance)
-                a = a + start
-                keep = a < b
-                if keep.any():
-                    found.append(np.stack([rows[members[a[keep]]], rows[members[b[keep]]]], 1))
-    if not found:
-        return np.zeros((0, 2), np.int64)
-    pairs = np.unique(np.concatenate(found), axis=0)
-    return pairs
-
-
 def check_duplicates(ctx: AuditContext) -> list[Finding]:
     scan, splits = ctx.scan, ctx.splits
     ok = np.flatnonzero(scan.ok)
@@ -77,12 +42,8 @@ def check_duplicates(ctx: AuditContext) -> list[Finding]:
     exact_pairs = [(g[0], j) for g in exact_groups for j in g[1:]]
 
     task = ctx.task("near duplicates", 2)
-    hamming = ctx.option("near_hamming", NEAR_HAMMING)
     gray = gray_thumbs(scan.thumbs)
-    hashed = near_pairs(scan.phash, ok, hamming)  # perceptual hashes see a copy as it is, not mirrored
-    candidates = np.concatenate([np.column_stack([hashed, np.zeros(len(hashed), np.int64)]),
-                                 candidate_pairs(gray, ok, k=ctx.option("near_neighbours", NEIGHBOURS), seed=ctx.seed)])
-    candidates = np.unique(candidates, axis=0)
+    candidates = candidate_pairs(gray, ok, k=ctx.option("near_neighbours", NEIGHBOURS), seed=ctx.seed)
     if len(candidates):  # byte-identical pairs are exact duplicates, reported on their own
         same = np.array([scan.content[a] == scan.content[b] for a, b in candidates[:, :2].tolist()], bool)
         candidates = candidates[~same]
@@ -108,8 +69,7 @@ def check_duplicates(ctx: AuditContext) -> list[Finding]:
         out.append(Finding(
             "duplicates", "near", "warning",
             f"{len(groups)} group(s) of near-duplicate images ({len(rows)} images)",
-            f"candidates from nearest neighbours of content-centred embeddings (and perceptual hashes within "
-            f"{hamming} bits), confirmed by a normalized cross-correlation over small shifts, zooms and a mirror "
+            f"candidates from nearest neighbours of content-centred and plain embeddings, confirmed by a normalized cross-correlation over small shifts, zooms and a mirror "
             f"image of at least {NCC_FLOOR:g} that stands out from each image's other look-alikes (median "
             f"{np.median(near_score):.3f}); {len(mirrored)} image(s) are mirror copies",
             "Keep one image of each group unless the differences matter (e.g. deliberate variants).",
