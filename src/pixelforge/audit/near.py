@@ -30,8 +30,8 @@ STANDS_OUT = 0.35  # ... and its residual (1 - correlation) is at most this shar
 # close match is ordinary, a copy stands out from the crowd
 EXACT = 0.998  # neighbours this close are copies themselves, not the crowd (groups of three and more)
 MIRROR_AT_LEAST = 0.99  # a mirror copy is otherwise the same image; a mirrored look-alike is not a copy
-ZOOMS = (1 / 1.12, 1 / 1.06, 1.06, 1.12)  # zooms of the first image of a pair (crops up to ~10%) ...
-ZOOM_FROM = 0.85  # ... when the plain match already correlates this well
+ZOOMS = (1 / 1.08, 1.08)  # zooms of the first image of a pair (crops of ~5-10%) ...
+ZOOM_FROM = 0.85  # ... when the plain match correlates this well but not yet well enough
 HUE_DIFF = 0.06  # chromaticity difference (r, g, b shares) above which colours differ
 
 
@@ -181,7 +181,7 @@ def best_correlations(images: np.ndarray, pairs: np.ndarray, mirrored: np.ndarra
             views.append((np.fft.rfft2(searched), _window_energy(searched, m), index))
         spec, energy = _templates(images[firsts], 1.0, shift)
         best = _correlate(spec[first_of], energy[first_of], views, second_of, flip, shift)
-        close = np.flatnonzero((best >= ZOOM_FROM) & (best < EXACT))
+        close = np.flatnonzero((best >= ZOOM_FROM) & (best < NCC_FLOOR))
         if len(close):
             zoom_rows, zoom_of = np.unique(first_of[close], return_inverse=True)
             for scale in ZOOMS:  # a crop is a zoom: tried where the plain match is already close
