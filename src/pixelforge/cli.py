@@ -36,8 +36,11 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+_debug_flag = {"on": False}  # --debug of the current invocation (set by the app's callback every time)
+
+
 def debugging() -> bool:
-    return os.environ.get("PIXELFORGE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    return _debug_flag["on"] or os.environ.get("PIXELFORGE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
 # Errors that come from what the user typed or pointed at (a missing or unreadable file), not from a bug.
@@ -87,8 +90,7 @@ def main(
     ] = False,
 ):
     """pixelforge command line."""
-    if debug:
-        os.environ["PIXELFORGE_DEBUG"] = "1"
+    _debug_flag["on"] = debug
 
 
 def parse_options(pairs: list[str] | None) -> dict:
