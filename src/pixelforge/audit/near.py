@@ -32,7 +32,8 @@ EXACT = 0.998  # neighbours this close are copies themselves, not the crowd (gro
 MIRROR_AT_LEAST = 0.99  # a mirror copy is otherwise the same image; a mirrored look-alike is not a copy
 ZOOMS = (1 / 1.08, 1.08)  # zooms of the first image of a pair (crops of ~5-10%) ...
 ZOOM_FROM = 0.85  # ... when the plain match correlates this well but not yet well enough
-HUE_DIFF = 0.06  # chromaticity difference (r, g, b shares) above which colours differ
+HUE_DIFF = 0.06  # chromaticity difference (r, g, b shares) of two images above which colours differ
+OBJECT_HUE_DIFF = 0.08  # ... and of their objects' colours
 
 
 def gray_thumbs(thumbs: np.ndarray) -> np.ndarray:
@@ -217,11 +218,11 @@ def verify(thumbs: np.ndarray, gray: np.ndarray, candidates: np.ndarray, floor: 
         means = thumbs.reshape(len(thumbs), -1, 3)[pairs.ravel()].mean(1).reshape(len(pairs), 2, 3) + 1.0
         chroma = means / means.sum(-1, keepdims=True)
         keep &= np.abs(chroma[:, 0] - chroma[:, 1]).max(-1) <= HUE_DIFF
-        # the object's own colour too (the background dominates the means): a re-exposure moves it
-        # by a fifth at most, a dark-red and a red ball differ more
-        objects = object_colours(thumbs[pairs.ravel()]).reshape(len(pairs), 2, 3)
-        a, b = objects[:, 0], objects[:, 1]
-        keep &= (np.abs(a - b) <= 0.2 * np.maximum(a, b) + 12.0).all(-1)
+        # the object's own hue too (the background dominates the means): a re-exposure keeps it,
+        # a red and an orange ball of one shape differ
+        objects = object_colours(thumbs[pairs.ravel()]).reshape(len(pairs), 2, 3) + 1.0
+        hue = objects / objects.sum(-1, keepdims=True)
+        keep &= np.abs(hue[:, 0] - hue[:, 1]).max(-1) <= OBJECT_HUE_DIFF
     return pairs, keep, scores, flips
 
 
