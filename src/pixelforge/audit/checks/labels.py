@@ -5,7 +5,7 @@
 - larger images: the zoo's dnn on gradient-histogram and layout features of the thumbnails (weak on
   photos; a pre-trained backbone's features are the way to judge photos).
 
-An image is flagged when the model, never trained on it, gives its label at most 3% and names another
+An image is flagged when the model, never trained on it, gives its label at most 4% and names another
 class at 50% or more. When the model is too weak to tell wrong labels from its own mistakes (out-of-fold
 accuracy under 80%), the finding says "inconclusive", with the command that would settle it, and lists
 only images it contradicts overwhelmingly. cleanlab's confident joint is reported as an upper bound.
@@ -23,7 +23,7 @@ ERROR_RATE_BAR = 0.04  # the material's bar: more than ~4% wrong labels hurts no
 # The label check judges only with a model that fits the data: below this out-of-fold accuracy (or 60%
 # of the way from the majority class to perfect) its confident mistakes outnumber wrong labels.
 STRONG_MODEL = 0.80
-GIVEN_AT_MOST, SUGGESTED_AT_LEAST = 0.03, 0.5  # a flag: the model gives the label <= 3%, another class >= 50%
+GIVEN_AT_MOST, SUGGESTED_AT_LEAST = 0.04, 0.5  # a flag: the model gives the label <= 4%, another class >= 50%
 OVERWHELMING_GIVEN, OVERWHELMING_SUGGESTED = 0.002, 0.98  # what a weak model may still list
 MAX_LISTED = 5_000
 
