@@ -281,3 +281,22 @@ def test_audit_of_a_fashion_mnist_sample_estimates_its_label_error_rate(fashion_
     report = run_audit(fashion_mnist_dir, sample=5000, seed=0, checks="duplicates,labels")
     labels = report.extras["labels"]
     assert labels["oof_accuracy"] > 0.8 and 0.005 < labels["estimated_error_rate"] < 0.15
+
+
+def test_a_failing_check_becomes_an_error_finding_and_the_others_still_report(monkeypatch):
+    import pixelforge.audit.checks.quality as quality
+    from pixelforge.errors import debug_flag
+
+    def broken(ctx):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(quality, "check_quality", broken)
+    monkeypatch.delenv("PIXELFORGE_DEBUG", raising=False)
+    data = make_shapes(20, seed=1)
+    report = run_audit(data.manifest, checks="size,quality")
+    failed = report.by_check("quality", "check_failed")
+    assert failed and failed[0].severity == "error" and "KeyError" in failed[0].message
+    assert report.by_check("size")  # the other check still reported
+    monkeypatch.setitem(debug_flag, "on", True)  # --debug: the traceback instead
+    with pytest.raises(KeyError):
+        run_audit(data.manifest, checks="quality")

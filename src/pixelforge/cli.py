@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from typing import Annotated
 
@@ -18,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pixelforge import __version__
-from pixelforge.errors import PixelforgeError
+from pixelforge.errors import PixelforgeError, debug_flag, debugging
 
 app = typer.Typer(
     name="pixelforge",
@@ -36,11 +35,6 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-_debug_flag = {"on": False}  # --debug of the current invocation (set by the app's callback every time)
-
-
-def debugging() -> bool:
-    return _debug_flag["on"] or os.environ.get("PIXELFORGE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
 # Errors that come from what the user typed or pointed at (a missing or unreadable file), not from a bug.
@@ -90,7 +84,7 @@ def main(
     ] = False,
 ):
     """pixelforge command line."""
-    _debug_flag["on"] = debug
+    debug_flag["on"] = debug
 
 
 def parse_options(pairs: list[str] | None) -> dict:

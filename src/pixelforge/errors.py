@@ -1,6 +1,17 @@
 """Errors pixelforge raises for bad input: the CLI turns them into one-line messages (exit 2)."""
 
 
+import os
+
+# --debug of the current command-line invocation (the CLI sets it every time); PIXELFORGE_DEBUG=1 also works
+debug_flag = {"on": False}
+
+
+def debugging() -> bool:
+    """Whether internal errors should raise with their traceback instead of becoming one-line messages."""
+    return debug_flag["on"] or os.environ.get("PIXELFORGE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
 class PixelforgeError(Exception):
     """A problem with the user's input or request, with a message that names what is wrong."""
 

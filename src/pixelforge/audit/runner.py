@@ -104,15 +104,15 @@ def run_audit(
 
 def _run_check(name: str, ctx: AuditContext) -> list[Finding]:
     """One check's findings; a check that fails becomes an error finding, so the others still report
-    (PIXELFORGE_DEBUG=1 raises instead, for the traceback)."""
-    import os
+    (--debug or PIXELFORGE_DEBUG=1 raises instead, for the traceback)."""
+    from pixelforge.errors import debugging
 
     try:
         return get_check(name)(ctx)
     except PixelforgeError as exc:
         reason = str(exc)
     except Exception as exc:  # noqa: BLE001 - a bug in one check must not hide every other finding
-        if os.environ.get("PIXELFORGE_DEBUG", "").strip() not in ("", "0"):
+        if debugging():
             raise
         reason = f"internal error ({type(exc).__name__}: {exc}); this is a bug in pixelforge"
     return [Finding(name, "check_failed", "error", f"The {name} check could not run", reason,
