@@ -267,30 +267,13 @@ def score_rows(truth: set[int], flagged: set[int]) -> dict:
             "found": hit, "injected": len(truth), "flagged": len(flagged)}
 
 
-def _component_of(groups: list[list[int]]) -> dict[int, int]:
-    """Row -> component id, merging groups that share rows (e.g. a 'near' and an 'exact' group)."""
-    parent: dict[int, int] = {}
-
-    def find(a):
-        while parent.setdefault(a, a) != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for g in groups:
-        for r in g[1:]:
-            ra, rb = find(g[0]), find(r)
-            if ra != rb:
-                parent[ra] = rb
-        if g:
-            find(g[0])
-    return {r: find(r) for r in parent}
-
-
 def score_pairs(pairs: list[list[int]], groups: list[list[int]], flagged: set[int]) -> tuple[dict, list[bool]]:
     """A pair is found when both rows sit in one group; precision over flagged images (those in an
     injected pair / all flagged). Returns (scores, found per pair)."""
-    comp = _component_of(groups)
+    from pixelforge.audit.checks.duplicates import connected_groups
+
+    # groups that share rows (a 'near' and an 'exact' group) are one component
+    comp = {r: k for k, g in enumerate(connected_groups([(g[0], r) for g in groups for r in g[1:]])) for r in g}
     found = [a in comp and b in comp and comp[a] == comp[b] for a, b in pairs]
     members = {r for p in pairs for r in p}
     hit = len(members & flagged)

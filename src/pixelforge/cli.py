@@ -35,8 +35,6 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-
-
 # Errors that come from what the user typed or pointed at (a missing or unreadable file), not from a bug.
 USER_INPUT_ERRORS = (PixelforgeError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 

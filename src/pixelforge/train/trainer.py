@@ -14,6 +14,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 from pathlib import Path
@@ -83,11 +84,6 @@ class RunningMetrics:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-
-
-CONFIG_KEYS = ("model", "preprocess", "model_params", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-               "schedule", "augment", "seed", "compile", "threads", "verbose", "memory_budget", "workers",
-               "precision", "adaptive_threads")
 
 
 class Trainer:
@@ -176,7 +172,8 @@ class Trainer:
     def from_config(cls, config: dict) -> Trainer:
         from pixelforge.errors import check_keys
 
-        check_keys(config, CONFIG_KEYS, "Trainer config")
+        known = set(inspect.signature(cls).parameters) - {"console"}  # the constructor's parameters
+        check_keys(config, known, "Trainer config")
         config = dict(config)
         if config.get("preprocess") is not None and not isinstance(config["preprocess"], Preprocess):
             config["preprocess"] = Preprocess.from_dict(config["preprocess"])

@@ -12,7 +12,8 @@ from pixelforge.audit.findings import Finding
 from pixelforge.audit.near import NCC_FLOOR, NEIGHBOURS, candidate_pairs, gray_thumbs, verify
 
 
-def _components(pairs: np.ndarray) -> list[list[int]]:
+def connected_groups(pairs) -> list[list[int]]:
+    """Groups of rows joined by the (a, b) pairs (union-find), each sorted, ordered by first row."""
     parent: dict[int, int] = {}
 
     def find(x):
@@ -21,7 +22,7 @@ def _components(pairs: np.ndarray) -> list[list[int]]:
             x = parent[x]
         return x
 
-    for a, b in pairs.tolist():
+    for a, b in np.asarray(pairs, np.int64).reshape(-1, 2).tolist():
         ra, rb = find(a), find(b)
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
@@ -63,7 +64,7 @@ def check_duplicates(ctx: AuditContext) -> list[Finding]:
             images=rows, groups=exact_groups,
         ))
     if len(near):
-        groups = _components(near)
+        groups = connected_groups(near)
         rows = sorted({int(i) for g in groups for i in g})
         mirrored = {int(i) for pair in near[near_flip] for i in pair}
         out.append(Finding(
@@ -84,7 +85,7 @@ def check_duplicates(ctx: AuditContext) -> list[Finding]:
             & (splits[all_pairs[:, 0]] != "") & (splits[all_pairs[:, 1]] != "")
         ]
         if len(cross):
-            groups = _components(cross)
+            groups = connected_groups(cross)
             rows = sorted({int(i) for g in groups for i in g})
             out.append(Finding(
                 "duplicates", "cross_split", "error",

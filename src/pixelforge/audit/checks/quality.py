@@ -25,24 +25,26 @@ MIN_CLASS = 20  # classes smaller than this are compared with the whole dataset 
 HALF = 0.5  # ... and a dark image keeps at most half of its class's typical brightest level
 
 
-def class_median(values: np.ndarray, ok: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per image, the median of ``values`` over its class (the dataset's for small classes)."""
-    out = np.full(len(values), np.median(values[ok]))
+def by_class(stat, values: np.ndarray, ok: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per image, ``stat(values, mask)`` taken over the images of its class (over the dataset for
+    classes under MIN_CLASS images); ``stat`` returns one value or one per image."""
+    out = np.broadcast_to(stat(values, ok), values.shape).astype(np.float64)
     for k in np.unique(labels[ok]):
         members = ok & (labels == k)
         if members.sum() >= MIN_CLASS:
-            out[labels == k] = np.median(values[members])
+            mine = labels == k
+            out[mine] = np.broadcast_to(stat(values, members), values.shape)[mine]
     return out
 
 
+def class_median(values: np.ndarray, ok: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per image, the median of ``values`` over its class."""
+    return by_class(lambda v, mask: np.median(v[mask]), values, ok, labels)
+
+
 def class_robust_z(values: np.ndarray, ok: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Robust z-score of each image against the images of its own class (the dataset's for small classes)."""
-    z = robust_z(values, ok)
-    for k in np.unique(labels[ok]):
-        members = ok & (labels == k)
-        if members.sum() >= MIN_CLASS:
-            z[labels == k] = robust_z(values, members)[labels == k]
-    return z
+    """Robust z-score of each image against the images of its own class."""
+    return by_class(robust_z, values, ok, labels)
 
 
 def _finding(code, title, rows, order_by, message, recommendation, values, notes) -> Finding:
