@@ -46,6 +46,7 @@ PATHS = {
     "/tmp/ds": "ds",  # where the tour extracts fashion-mnist (and the Makefile extracts mnist)
     "https://example.org/": "{server}/",
     "https://host/": "{server}/",
+    "hf://timm/resnet18.tv_in1k": "{server}/resnet18.safetensors",  # published weights, served locally
 }
 # Long runs, shortened (pattern → replacement) in bash commands and python blocks.
 FAST = [
@@ -108,6 +109,11 @@ FIXTURES = {
     "my_photos": "class folders named like the mnist fixture's classes",
     "www/data.zip": "served as {server}/data.zip: a zipped class tree",
     "www/img.png": "served as {server}/img.png",
+    "clothes/images.csv": "image,sender_id,label,kids: ids without extension, junk labels (Not sure, Skip, Other)",
+    "clothes/images": "the JPEGs the ids name",
+    "ds/cifar10": "{train,test}/<shape>/*.jpg: RGB images, where the README pre-trains a backbone",
+    "www/resnet18.safetensors": "served as {server}/resnet18.safetensors: 1000-class ResNet-18 weights "
+                                "(random, torchvision's names), standing in for hf://timm/resnet18.tv_in1k",
 }
 
 
@@ -212,6 +218,36 @@ def _write_photo_tree(root: Path, per_split: dict[str, int]) -> None:
             k += n
 
 
+def _write_clothes_table(root: Path) -> None:
+    """A real clothing dataset's table in small: ids without extension in images/, a sender per photo,
+    junk labels that must be excluded by option."""
+    from pixelforge.datasets import make_shapes
+
+    m = make_shapes(12, size=48, seed=5, test_fraction=0.0).manifest
+    lines = ["image,sender_id,label,kids"]
+    junk = ["Not sure", "Skip", "Other"]
+    for i in range(len(m)):
+        ident = f"{i:08x}-7f3a-4c1e-9b2d-{i * 7919:012x}"
+        path = root / "images" / f"{ident}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(m.load(i)).save(path, quality=90)
+        label = junk[i % 3] if i % 16 == 0 else m.labels[i]
+        lines.append(f"{ident},{1000 + i % 9},{label},{'True' if i % 5 == 0 else 'False'}")
+    (root / "images.csv").write_text("\n".join(lines) + "\n")
+
+
+def _write_published_weights(path: Path) -> None:
+    """1000-class ResNet-18 weights with torchvision's names (random values), as a hub would serve them."""
+    import torch
+    from safetensors.torch import save_file
+
+    from pixelforge.models import build_model
+
+    torch.manual_seed(0)
+    network = build_model("resnet18", (3, 224, 224), 1000)
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(path))
+
+
 def _tar(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(target, "w:gz") as tar:
@@ -248,8 +284,12 @@ def _build_fixtures(ws: Path) -> None:
     _write_digits_tree(ws / "wild-tmp", {"test": 1})
     (ws / "wild-tmp" / "test").rename(ws / "my_photos")
 
+    _write_clothes_table(ws / "clothes")
+    _write_photo_tree(ws / "ds" / "cifar10", {"train": 8, "test": 2})
+
     www = ws / "www"
     www.mkdir()
+    _write_published_weights(www / "resnet18.safetensors")
     _png(www / "img.png", sample.load(5))
     with zipfile.ZipFile(www / "data.zip", "w") as zf:
         for path in sorted((ws / "ds" / "fashion-mnist" / "train").rglob("*.png"))[:20]:

@@ -31,7 +31,10 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    # the message names files and options ("hf://owner/repo[/file]"): never read as markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -111,6 +114,8 @@ OptionOpt = Annotated[
     list[str] | None, typer.Option("--option", "-o", help="Layout reader option key=value (repeatable).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+GroupColumnOpt = Annotated[str | None, typer.Option(
+    "--group-column", help="Metadata column (e.g. sender_id) whose groups never span two parts of a split.")]
 
 
 @app.command()
@@ -141,6 +146,13 @@ def info(
         table.add_row(name, *[f"{by_split[s][name]:,}" for s in by_split])
     table.add_row("[bold]total[/]", *[f"[bold]{sum(by_split[s].values()):,}[/]" for s in by_split])
     console.print(table)
+    if report["metadata"]:
+        meta = Table(title="per-image metadata")
+        for column in ("column", "distinct", "missing", "examples"):
+            meta.add_column(column, justify="right" if column in ("distinct", "missing") else "left")
+        for name, row in report["metadata"].items():
+            meta.add_row(name, f"{row['distinct']:,}", f"{row['missing']:,}", ", ".join(row["examples"]))
+        console.print(meta)
     if report.get("image_sample"):
         sample = report["image_sample"]
         console.print(
@@ -226,6 +238,7 @@ def convert(
     interpolation: Annotated[str, typer.Option(help="auto (area shrinking, cubic enlarging) or a method name.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
     test_size: Annotated[float | None, typer.Option(help="Hold-out fraction (default: 20%/10%/5% by size).")] = None,
+    group_column: GroupColumnOpt = None,
     on_error: Annotated[str, typer.Option(help="skip (count and report) or fail on the first bad image.")] = "skip",
     compression: Annotated[str, typer.Option(help="gzip (portable, smaller), lzf (faster) or none.")] = "gzip",
     workers: Annotated[int | None, typer.Option(help="Decoding threads (default: CPU count).")] = None,
@@ -252,8 +265,8 @@ def convert(
     with Progress(*columns, console=err_console, disable=as_json, transient=True, auto_refresh=False) as bar:
         task = bar.add_task("convert", total=len(manifest))
         summary = write_store(
-            manifest, output, spec, seed=seed, test_size=test_size, on_error=on_error, compression=compression,
-            workers=workers, progress=lambda done, total: bar.update(task, completed=done, refresh=True),
+            manifest, output, spec, seed=seed, test_size=test_size, group_column=group_column, on_error=on_error,
+            compression=compression, workers=workers, progress=lambda done, total: bar.update(task, completed=done, refresh=True),
         )
     seconds = time.perf_counter() - start
     if as_json:
@@ -353,6 +366,8 @@ def audit(
     checks: Annotated[str, typer.Option("--checks", help="Comma-separated checks to run (default: all).")] = "all",
     sample: Annotated[int, typer.Option("--sample", help="Audit a seeded random sample of N images (0: all).")] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Seed for sampling and the cross-validated models.")] = 0,
+    group_column: Annotated[str | None, typer.Option(
+        "--group-column", help="Metadata column (e.g. sender_id): a group in two splits is reported as leakage.")] = None,
     layout: LayoutOpt = "auto",
     option: OptionOpt = None,
     as_json: JsonOpt = False,
@@ -377,7 +392,7 @@ def audit(
 
     manifest = read_dataset(source, layout=layout, **reader_options)
     report = run_audit(manifest, checks=checks, sample=sample or None, seed=seed, options=check_options,
-                       progress=True)
+                       progress=True, group_column=group_column)
     paths = write_reports(report, out)
     if as_json:
         from pixelforge.audit.report import report_dict
@@ -499,11 +514,22 @@ def train(
     optimizer: OptimizerOpt = "auto", lr: LrOpt = None, momentum: MomentumOpt = None, nesterov: NesterovOpt = False,
     weight_decay: DecayOpt = 0.0, schedule: ScheduleOpt = None, augment: AugmentOpt = None, size: SizeOpt = None,
     channels: ChannelsOpt = None, standardize: StandardizeOpt = None, seed: SeedOpt = 0, param: ParamOpt = None,
+    group_column: GroupColumnOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after N epochs without improvement.")] = None,
     monitor: Annotated[str, typer.Option("--monitor", help="val_loss or val_accuracy: picks the best checkpoint.")] = "val_loss",
     lr_find: Annotated[bool, typer.Option("--lr-find", help="Only run the LR range test (writes lr_find.png) and suggest an LR.")] = False,
     threads: ThreadsOpt = None, fixed_threads: FixedThreadsOpt = False, precision: PrecisionOpt = "fp32",
+    pretrained: Annotated[str | None, typer.Option(
+        "--pretrained", help="Start from these weights: a .safetensors/.pth file, a pixelforge model folder, an "
+                             "http(s) URL or hf://owner/repo[/file] (downloaded once into ~/.cache/pixelforge).")] = None,
+    pretrained_sha256: Annotated[str | None, typer.Option(
+        "--pretrained-sha256", help="Expected SHA-256 of the --pretrained file.")] = None,
+    freeze: Annotated[bool, typer.Option("--freeze", help="Train only the head (the pre-trained body is frozen).")] = False,
+    unfreeze_after: Annotated[int | None, typer.Option(
+        "--unfreeze-after", help="Train the head for N epochs, then every layer (implies --freeze).")] = None,
+    layer_lr_ratio: Annotated[float | None, typer.Option(
+        "--layer-lr-ratio", help="With --pretrained: the first layers learn at this fraction of --lr (default 0.1).")] = None,
     layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
 ):
     """Train a model; writes the run folder (model.safetensors + model.json, checkpoints, curves, log, metrics)."""
@@ -514,15 +540,21 @@ def train(
     manifest = read_dataset(source, layout=layout, **parse_options(option))
     options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
                                 precision, fixed_threads)
+    if pretrained:
+        options.update(pretrained=pretrained, pretrained_sha256=pretrained_sha256, freeze=freeze,
+                       unfreeze_after=unfreeze_after, layer_lr_ratio=layer_lr_ratio)
+    elif freeze or unfreeze_after is not None:
+        raise PixelforgeError("--freeze and --unfreeze-after need --pretrained weights")
     spec = _preprocess(size, channels, standardize)
     if lr_find:
-        result = lr_find_run(manifest, out, model=model, preprocess=spec, batch_size=batch_size, **options)
+        result = lr_find_run(manifest, out, model=model, preprocess=spec, batch_size=batch_size,
+                             group_column=group_column, **options)
         print_json(result) if as_json else console.print(f"suggested learning rate: {result['suggested_lr']}; plot: {result['plot']}")
         return
     try:
         summary = train_run(manifest, out, model=model, preprocess=spec, epochs=epochs, batch_size=batch_size,
                             monitor=monitor, early_stopping=early_stopping, resume=resume, progress=not as_json,
-                            console=err_console, **options)
+                            console=err_console, group_column=group_column, **options)
     except TrainingInterrupted as exc:
         fail(f"{exc}; resume with the same command plus --resume", code=130)
     if as_json:
@@ -543,6 +575,7 @@ def cv(
     optimizer: OptimizerOpt = "auto", lr: LrOpt = None, momentum: MomentumOpt = None, nesterov: NesterovOpt = False,
     weight_decay: DecayOpt = 0.0, schedule: ScheduleOpt = None, augment: AugmentOpt = None, size: SizeOpt = None,
     channels: ChannelsOpt = None, standardize: StandardizeOpt = None, seed: SeedOpt = 1, param: ParamOpt = None,
+    group_column: GroupColumnOpt = None,
     threads: ThreadsOpt = None, fixed_threads: FixedThreadsOpt = False, precision: PrecisionOpt = "fp32",
     layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
 ):
@@ -559,7 +592,7 @@ def cv(
     report = cross_validate(data, _preprocess(size, channels, standardize), folds=folds, seed=seed, epochs=epochs,
                             batch_size=batch_size, out_dir=out, model=model, verbose=not as_json,
                             console=err_console, callbacks_for=None if as_json else lambda f: [ProgressBar(err_console)],
-                            **options)
+                            group_column=group_column, **options)
     if as_json:
         print_json({k: v for k, v in report.items() if k != "histories"})
         return
@@ -637,17 +670,75 @@ def evaluate(
 
 @app.command()
 @friendly_errors
+def features(
+    source: Annotated[str, typer.Argument(help="Dataset (any layout).")],
+    out: Annotated[str, typer.Option("--out", help="HDF5 file for the features (N x D), labels, rows and splits.")],
+    backbone: Annotated[str, typer.Option(
+        "--backbone", help="A zoo backbone (resnet18, resnet50, mobilenet_v3_large, …) or a pixelforge model folder.")] = "resnet18",
+    weights: Annotated[str | None, typer.Option(
+        "--weights", help="Pre-trained weights for a zoo backbone: file, URL or hf://owner/repo[/file].")] = None,
+    weights_sha256: Annotated[str | None, typer.Option("--weights-sha256", help="Expected SHA-256 of --weights.")] = None,
+    size: SizeOpt = None, channels: ChannelsOpt = None, batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    head: Annotated[str | None, typer.Option(
+        "--head", help="Also fit a logistic-regression head on the training part and save backbone + head as a "
+                       "model in this folder (scored on the held-out part).")] = None,
+    c: Annotated[float, typer.Option("--C", help="Inverse L2 strength of the logistic regression.")] = 1.0,
+    seed: SeedOpt = 0, group_column: Annotated[str | None, typer.Option(
+        "--group-column", help="Metadata column whose groups stay on one side of the head's hold-out.")] = None,
+    precision: PrecisionOpt = "fp32",
+    layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
+):
+    """Embed every image with a backbone (streamed into HDF5); optionally fit a linear head on the features."""
+    from pixelforge.data.preprocess import Preprocess
+    from pixelforge.data.read import read_dataset
+    from pixelforge.data.store import parse_size
+    from pixelforge.train.features import load_extractor, write_features
+
+    manifest = read_dataset(source, layout=layout, **parse_options(option))
+    spec = Preprocess(size=parse_size(size), channels=channels)
+    extractor = load_extractor(backbone, weights, weights_sha256, spec)
+    if not weights and extractor.weights is None:
+        err_console.print("[yellow]note[/] no --weights: these are the features of a randomly initialized network")
+    summary = write_features(manifest, out, extractor, batch_size=batch_size, bf16=precision == "bf16")
+    if head:
+        from pixelforge.train.features import linear_probe
+
+        summary["head"] = linear_probe(manifest, out, extractor, head, C=c, seed=seed, group_column=group_column)
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"{summary['images']:,} images -> {summary['feature_dim']}-d features in {out}"
+                  + (f" ({summary['skipped']} skipped)" if summary["skipped"] else ""), highlight=False)
+    if head:
+        h = summary["head"]
+        console.print(f"linear head: {h['held_out']} accuracy {h['accuracy']:.4f} on {h['held_out_images']:,} images "
+                      f"(trained on {h['train_images']:,}); model saved in {head}", highlight=False)
+
+
+@app.command()
+@friendly_errors
 def predict(
-    run: Annotated[str, typer.Argument(help="Run folder (or its model.json).")],
+    run: Annotated[str, typer.Argument(help="Run folder (or its model.json), or imagenet:NAME with --weights "
+                                            "(e.g. imagenet:resnet50).")],
     images: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns or http(s) URLs.")],
     top: Annotated[int, typer.Option("--top", "-k", help="Classes to show per image.")] = 3,
+    weights: Annotated[str | None, typer.Option(
+        "--weights", help="With imagenet:NAME: the published weights (file, http(s) URL or hf://owner/repo[/file]).")] = None,
+    weights_sha256: Annotated[str | None, typer.Option("--weights-sha256", help="Expected SHA-256 of --weights.")] = None,
+    class_names: Annotated[str | None, typer.Option(
+        "--class-names", help="With imagenet:NAME: class names, one per line (default: config.json beside the "
+                              "weights, else indices).")] = None,
     as_json: JsonOpt = False,
 ):
     """Top-k classes with probabilities; the model's own preprocessing (size, channels, normalization) is applied."""
     from pixelforge.train import load_model
     from pixelforge.train.inputs import expand_sources
+    from pixelforge.train.transfer import PUBLISHED_PREFIX, published_model
 
-    model = load_model(run)
+    if run.startswith(PUBLISHED_PREFIX):
+        model = published_model(run, weights, weights_sha256, class_names)
+    else:
+        model = load_model(run)
     results = model.predict_files(expand_sources(images), top=top)
     if as_json:
         print_json(results)

@@ -19,6 +19,8 @@ class AuditContext:
     seed: int = 0
     progress: object = None  # a rich Progress, or None
     extras: dict = field(default_factory=dict)  # per-check data for the reports (tables, images)
+    group_column: str | None = None  # a metadata column whose groups (e.g. senders) must not span splits
+    groups: np.ndarray | None = None  # its group id per row (see pixelforge.data.split.group_ids)
 
     def __post_init__(self):
         self.labels = self.manifest.label_indices().astype(np.int64)

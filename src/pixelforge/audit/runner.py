@@ -12,6 +12,7 @@ from pixelforge.audit.context import AuditContext
 from pixelforge.audit.findings import SEVERITY_RANK, Finding, at_or_above
 from pixelforge.audit.scan import Scan, scan_manifest
 from pixelforge.data.manifest import Manifest
+from pixelforge.data.split import group_ids
 from pixelforge.errors import PixelforgeError
 
 
@@ -59,12 +60,14 @@ def run_audit(
     progress: bool | object = False,
     workers: int = 2,
     thumb: int | None = None,
+    group_column: str | None = None,
 ) -> AuditReport:
     """Audit a dataset (any source ``read_dataset`` takes, or a Manifest).
 
     checks: names or a comma-separated string (default: all of ``CHECKS``); sample: audit a seeded
     random sample of that many images; options: per-check settings (e.g. ``{"label_epochs": 10}``);
     progress: True for rich progress bars on stderr, or a rich Progress to add tasks to.
+    group_column: a metadata column (e.g. the photographer); a group with images in two splits is leakage.
     """
     names = parse_checks(checks)
     if isinstance(source, Manifest):
@@ -80,13 +83,15 @@ def run_audit(
         rows = np.sort(np.random.default_rng(seed).choice(len(manifest), int(sample), replace=False))
         sample_info = {"of": len(manifest), "size": int(sample), "seed": seed}
         manifest = manifest.subset(rows)
+    groups = group_ids(manifest, group_column)  # an unknown column fails here, before the long scan
     bar, owned = _progress(progress)
     timings: dict[str, float] = {}
     try:
         start = time.perf_counter()
         scan = scan_manifest(manifest, thumb=thumb, workers=workers, progress=bar)
         timings["scan"] = time.perf_counter() - start
-        ctx = AuditContext(manifest, scan, options=dict(options or {}), seed=seed, progress=bar)
+        ctx = AuditContext(manifest, scan, options=dict(options or {}), seed=seed, progress=bar,
+                           group_column=group_column, groups=groups)
         findings: list[Finding] = []
         overall = bar.add_task("checks", total=len(names)) if bar else None
         for name in names:

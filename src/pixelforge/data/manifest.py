@@ -67,6 +67,8 @@ class Manifest:
     """A table of images: ``locations[i]`` in ``storage``, with ``labels[i]`` and ``splits[i]``.
 
     ``splits[i]`` is "train", "validation", "test" or "" when the source fixed no split.
+    ``metadata`` holds the table's other columns, per image: ``{column: [one string per row]}`` ("" when
+    missing), e.g. the photographer or patient id that group-aware splits keep together.
     ``classes`` defaults to the sorted distinct labels; subsets keep their parent's classes so indices
     never shift. ``skipped`` lists items the reader left out and why; ``ignored`` counts files that
     were not images at all (hidden files, other extensions), ``notes`` carries reader remarks.
@@ -82,6 +84,7 @@ class Manifest:
     skipped: list[Skip] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    metadata: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self):
         self.locations = list(self.locations)
@@ -101,6 +104,10 @@ class Manifest:
             unknown = set(self.labels) - set(self.classes)
             if unknown:
                 raise ParameterError(f"labels not among the classes: {sorted(unknown)[:5]}")
+        self.metadata = {str(name): [str(v) for v in values] for name, values in self.metadata.items()}
+        for name, values in self.metadata.items():
+            if len(values) != len(self.locations):
+                raise ParameterError(f"{len(self.locations)} locations but {len(values)} values of metadata {name!r}")
         self._class_index = {name: i for i, name in enumerate(self.classes)}
 
     # ---- size and labels -------------------------------------------------------------------
@@ -159,6 +166,7 @@ class Manifest:
             source=self.source,
             ignored=dict(self.ignored),
             notes=list(self.notes),
+            metadata={name: [values[i] for i in idx] for name, values in self.metadata.items()},
         )
 
     def split(self, name: str) -> Manifest:
@@ -208,7 +216,17 @@ class Manifest:
             "skipped": [{"item": s.item, "reason": s.reason} for s in self.skipped],
             "ignored": dict(self.ignored),
             "notes": list(self.notes),
+            "metadata": self.metadata_summary(),
         }
+
+    def metadata_summary(self, examples: int = 3) -> dict[str, dict]:
+        """Per metadata column: distinct values, missing ("") count and the first few distinct values."""
+        out = {}
+        for name, values in self.metadata.items():
+            distinct = dict.fromkeys(v for v in values if v)  # first-seen order
+            out[name] = {"distinct": len(distinct), "missing": values.count(""),
+                         "examples": list(distinct)[:examples]}
+        return out
 
     def __repr__(self) -> str:
         return (

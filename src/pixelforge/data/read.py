@@ -8,6 +8,9 @@ Layouts (one module each under ``pixelforge.data.layouts``):
   arrays     in-memory (x, y), .npz files, pandas DataFrames of paths and labels
   archive    zip / tar / tar.gz holding any of the above, read in place
   url        a remote file (archive, CSV, JSON) fetched over http(s) with a cache
+
+Label options (``label_map``, ``include_labels``, ``exclude_labels``, ``min_per_class``) work for every
+layout: they are applied to the reader's Manifest here (see ``pixelforge.data.label_options``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelforge.data.label_options import LABEL_OPTIONS, apply_label_options, pop_label_options
 from pixelforge.data.manifest import Manifest
 from pixelforge.errors import LayoutError
 
@@ -87,7 +91,8 @@ def check_options(reader, options: dict, layout: str) -> None:
     if unknown:
         accepted = [n for n, p in params.items() if p.default is not inspect.Parameter.empty]
         raise LayoutError(
-            f"layout {layout!r} has no option {', '.join(map(repr, unknown))}; its options are {', '.join(accepted)}"
+            f"layout {layout!r} has no option {', '.join(map(repr, unknown))}; its options are {', '.join(accepted)} "
+            f"(and, for every layout, {', '.join(LABEL_OPTIONS)})"
         )
 
 
@@ -96,8 +101,15 @@ def read_dataset(source, layout: str = "auto", **options) -> Manifest:
 
     source: a folder, a .csv/.json/.h5/.npz/.zip/.tar(.gz) file, an http(s) URL, an ``(x, y)`` tuple
     of numpy arrays, or a pandas DataFrame. ``layout`` overrides detection; other keyword options go
-    to the layout's reader (e.g. ``label_mode="top"`` for folders, ``path_column=`` for CSV).
+    to the layout's reader (e.g. ``label_mode="top"`` for folders, ``path_column=`` for CSV), except
+    the label options, which every layout takes (e.g. ``exclude_labels="Not sure,Skip"``).
     """
+    label_options = pop_label_options(options)
+    manifest = _read(source, layout, options)
+    return apply_label_options(manifest, **label_options) if label_options else manifest
+
+
+def _read(source, layout: str, options: dict) -> Manifest:
     name = detect_layout(source) if layout == "auto" else layout
     reader = layout_reader(name)
     check_options(reader, options, name)

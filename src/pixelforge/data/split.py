@@ -5,7 +5,8 @@
    under 1,000 images hold out 20%, under 10,000 hold out 10%, otherwise 5%;
 3. k-fold cross-validation with scikit-learn's StratifiedKFold (StratifiedGroupKFold with ``groups``).
 
-With ``groups`` (one id per image, e.g. the photographer), no group spans two parts. The Keras drop-in
+With ``groups`` (one id per image, e.g. the photographer), no group spans two parts; ``group_column``
+names a metadata column of the Manifest to take them from (``group_ids``). The Keras drop-in
 alone keeps Keras' own rule (the first ``validation_split`` of the files), for parity with Keras.
 """
 
@@ -67,12 +68,43 @@ def _group_holdout(labels, groups, fraction, seed) -> tuple[np.ndarray, np.ndarr
     return np.sort(train), np.sort(held)
 
 
+def group_ids(manifest: Manifest, group_column: str | None) -> np.ndarray | None:
+    """One integer group id per row from the metadata column ``group_column`` (None gives None).
+
+    Rows with an empty value each get a group of their own (they can go anywhere), noted on the manifest."""
+    if group_column is None:
+        return None
+    if group_column not in manifest.metadata:
+        columns = ", ".join(manifest.metadata) or "none (only tables such as CSV, JSON and DataFrames have them)"
+        raise ParameterError(f"{manifest.source or 'data'}: no metadata column {group_column!r} to group by; "
+                             f"the metadata columns are: {columns}")
+    values = np.asarray(manifest.metadata[group_column], dtype=object)
+    _, ids = np.unique(values, return_inverse=True)
+    ids = ids.astype(np.int64).reshape(-1)
+    empty = values == ""
+    if empty.any():
+        ids[empty] = ids.max() + 1 + np.arange(int(empty.sum()))
+        note = f"{int(empty.sum()):,} image(s) have no {group_column!r} value; each is a group of its own"
+        if note not in manifest.notes:
+            manifest.notes.append(note)
+    return ids
+
+
+def _groups(manifest: Manifest, groups, group_column: str | None):
+    if groups is not None and group_column is not None:
+        raise ParameterError("give groups= or group_column=, not both")
+    return group_ids(manifest, group_column) if group_column is not None else groups
+
+
 def train_test_split(
-    manifest: Manifest, test_size: float | None = None, seed: int = 0, holdout_name: str = "test", groups=None
+    manifest: Manifest, test_size: float | None = None, seed: int = 0, holdout_name: str = "test", groups=None,
+    group_column: str | None = None,
 ) -> tuple[Manifest, Manifest]:
     """(train, held-out) Manifests. A pre-split source keeps its split: train is "train", the held-out
     part is ``holdout_name`` (falling back to "validation"/"test"). Otherwise a stratified seeded split
-    with the size rule's fraction unless ``test_size`` is given (group-aware with ``groups``)."""
+    with the size rule's fraction unless ``test_size`` is given (group-aware with ``groups`` or
+    ``group_column``)."""
+    groups = _groups(manifest, groups, group_column)
     if manifest.is_split and "train" in manifest.split_names:
         names = [holdout_name, "validation", "test"]
         other = next((n for n in names if n in manifest.split_names), None)
@@ -85,8 +117,10 @@ def train_test_split(
     return manifest.subset(train_idx), manifest.subset(test_idx)
 
 
-def assign_splits(manifest: Manifest, seed: int = 0, test_size: float | None = None, groups=None) -> Manifest:
+def assign_splits(manifest: Manifest, seed: int = 0, test_size: float | None = None, groups=None,
+                  group_column: str | None = None) -> Manifest:
     """A copy whose rows carry a "train"/"test" split (kept as is when the source was split)."""
+    groups = _groups(manifest, groups, group_column)  # an unknown column is an error even when unused
     if manifest.is_split:
         return manifest
     fraction = holdout_fraction(len(manifest)) if test_size is None else test_size
@@ -101,13 +135,15 @@ def manifest_rows(manifest: Manifest, split: str) -> np.ndarray:
     return np.flatnonzero([s == split for s in manifest.splits])
 
 
-def train_validation_test(manifest: Manifest, seed: int = 0,
-                          groups=None) -> tuple[Manifest, Manifest, Manifest | None, str]:
+def train_validation_test(manifest: Manifest, seed: int = 0, groups=None,
+                          group_column: str | None = None) -> tuple[Manifest, Manifest, Manifest | None, str]:
     """(train, validation, test or None, explanation) for training with model selection.
 
     A source's own train/validation/test splits are kept. Without a validation split, a seeded
     stratified hold-out of the training part (the size rule) becomes the validation set, so the test
-    split stays untouched by model selection (checkpoint-best, early stopping) and its score honest."""
+    split stays untouched by model selection (checkpoint-best, early stopping) and its score honest.
+    With ``groups`` / ``group_column`` that hold-out keeps every group on one side."""
+    groups = _groups(manifest, groups, group_column)
     names = manifest.split_names
     test = manifest.split("test") if "test" in names else None
     if "train" in names and "validation" in names:
@@ -120,6 +156,8 @@ def train_validation_test(manifest: Manifest, seed: int = 0,
     pool_groups = None if groups is None else np.asarray(groups)[pool_rows]
     train, validation = train_test_split(pool.with_splits([""] * len(pool)), seed=seed, groups=pool_groups)
     how = f"a stratified {fraction:.0%} hold-out of the training images (seed {seed}) as validation"
+    if groups is not None:
+        how += f", {'by ' + repr(group_column) if group_column else 'by group'} (no group on both sides)"
     return train, validation, test, how
 
 

@@ -93,6 +93,7 @@ def write_store(
     *,
     seed: int = 0,
     test_size: float | None = None,
+    group_column: str | None = None,
     on_error: str = "skip",
     compression: str = "gzip",
     batch_size: int = 256,
@@ -101,7 +102,8 @@ def write_store(
 ) -> StoreSummary:
     """Decode ``manifest`` with ``spec`` and write it as a store at ``path``.
 
-    Splits: the source's own, else a stratified seeded hold-out (size rule, or ``test_size``).
+    Splits: the source's own, else a stratified seeded hold-out (size rule, or ``test_size``), keeping
+    the groups of the metadata column ``group_column`` on one side when given.
     Channel mean/std come from the training rows only. ``progress(done, total)`` is called per batch.
     """
     import h5py
@@ -110,7 +112,7 @@ def write_store(
     if len(manifest) == 0:
         raise PixelforgeError(f"{manifest.source or 'source'}: no images to store")
     comp = _compression_args(compression)
-    manifest = assign_splits(manifest, seed=seed, test_size=test_size)
+    manifest = assign_splits(manifest, seed=seed, test_size=test_size, group_column=group_column)
     path = Path(path)
     if path.is_dir():
         raise PixelforgeError(f"{path}: is a folder; give a file name such as store.h5")

@@ -18,6 +18,7 @@ from pixelforge.errors import PixelforgeError
 # One module per architecture under pixelforge.models; importing it registers it.
 ARCHITECTURE_MODULES = (
     "dnn", "cnn", "fmnist_baseline", "shallownet", "lenet", "minivggnet", "resnet", "linear", "knn",
+    "backbones.resnet", "backbones.mobilenet", "backbones.efficientnet",
 )
 
 

@@ -11,20 +11,27 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelforge.data.manifest import Manifest
 from pixelforge.data.preprocess import Preprocess
-from pixelforge.data.split import StratifiedKFold
+from pixelforge.data.split import StratifiedKFold, group_ids
+from pixelforge.errors import ParameterError
 from pixelforge.train.data import prepare
 from pixelforge.train.files import write_json
 
 
 def cross_validate(data, preprocess: Preprocess | None = None, *, folds: int = 5, seed: int = 1,
                    epochs: int = 10, batch_size: int = 32, out_dir=None, callbacks_for=None, groups=None,
-                   **trainer_options) -> dict:
+                   group_column: str | None = None, **trainer_options) -> dict:
     """Run the folds; ``callbacks_for(fold)`` may give per-fold callbacks (e.g. a progress bar).
-    ``groups`` (one id per image of ``data``) keeps every group inside one fold."""
+    ``groups`` (one id per image of ``data``), or ``group_column`` (a metadata column of a Manifest
+    ``data``), keeps every group inside one fold."""
     from pixelforge.train.plots import plot_box, plot_curves
     from pixelforge.train.trainer import Trainer
 
+    if group_column is not None:
+        if groups is not None or not isinstance(data, Manifest):
+            raise ParameterError("group_column needs a Manifest as data, and no groups= besides")
+        groups = group_ids(data, group_column)
     arrays, spec = prepare(data, preprocess or Preprocess())
     out = Path(out_dir) if out_dir is not None else None
     results, histories = [], []

@@ -38,14 +38,16 @@ def standard_callbacks(run_dir, monitor: str, early_stopping: int | None, progre
 
 def train_run(manifest: Manifest, run_dir, *, model: str, preprocess: Preprocess, epochs: int = 10,
               batch_size: int = 32, monitor: str = "val_loss", early_stopping: int | None = None,
-              resume: bool = False, progress: bool = True, console=None, **trainer_options) -> dict:
-    """Train into ``run_dir`` and return the summary (also written to ``run_dir/metrics.json``)."""
+              resume: bool = False, progress: bool = True, console=None, group_column: str | None = None,
+              **trainer_options) -> dict:
+    """Train into ``run_dir`` and return the summary (also written to ``run_dir/metrics.json``).
+    ``group_column``: a metadata column whose groups the validation hold-out keeps on one side."""
     from pixelforge.train.saved import load_model
     from pixelforge.train.trainer import Trainer
 
     run_dir = Path(run_dir)
     seed = trainer_options.get("seed", 0)
-    train, validation, test, how = train_validation_test(manifest, seed)
+    train, validation, test, how = train_validation_test(manifest, seed, group_column=group_column)
     if resume:
         _check_resumable(run_dir, model)
     elif (run_dir / "checkpoint" / "last.json").exists():
@@ -81,13 +83,13 @@ def _check_resumable(run_dir: Path, model: str) -> None:
 
 
 def lr_find_run(manifest: Manifest, run_dir, *, model: str, preprocess: Preprocess, batch_size: int = 32,
-                **trainer_options) -> dict:
+                group_column: str | None = None, **trainer_options) -> dict:
     """The LR range test on the training split; writes ``run_dir/lr_find.png`` and ``lr_find.json``."""
     from pixelforge.train.lr_find import lr_find
     from pixelforge.train.trainer import Trainer
 
     run_dir = Path(run_dir)
-    train, _, _, _ = train_validation_test(manifest, trainer_options.get("seed", 0))
+    train, _, _, _ = train_validation_test(manifest, trainer_options.get("seed", 0), group_column=group_column)
     trainer = Trainer(model, preprocess, **trainer_options)
     result = lr_find(trainer, train, batch_size=batch_size, plot=run_dir / "lr_find.png")
     result["plot"] = str(run_dir / "lr_find.png")

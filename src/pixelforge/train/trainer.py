@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from pixelforge import __version__
 from pixelforge.data.preprocess import Preprocess
-from pixelforge.errors import PixelforgeError
+from pixelforge.errors import ParameterError, PixelforgeError
 from pixelforge.train.data import ArrayData, prepare
 from pixelforge.train.normalize import BatchTransform, PreprocessedModel, to_tensor
 from pixelforge.train.optimizers import build_optimizer
@@ -105,6 +105,13 @@ class Trainer:
         weights, gradients and loss — under CPU autocast, or for fmnist_baseline in its hand-written
         pass (its dense layer's three products; 1.3-1.5x the fp32 speed at batch 256 on AVX-512 BF16);
         slightly different numbers.
+    pretrained: start from these weights (a .safetensors/.pth file, a pixelforge model folder, an
+        http(s) URL or ``hf://owner/repo[/file]``; ``pretrained_sha256`` checks the file). The head is
+        replaced when the class count differs; the weights' preprocessing fills what ``preprocess``
+        leaves open (see ``train.transfer``).
+    freeze: train only the head; ``unfreeze_after=N``: the head for N epochs, then every layer.
+    layer_lr_ratio: with pretrained weights, the first layers learn at this fraction of ``lr`` (the
+        head at ``lr``, the groups between on a log scale); default 0.1.
     """
 
     def __init__(self, model="fmnist_baseline", preprocess: Preprocess | None = None, *, model_params=None,
@@ -112,7 +119,9 @@ class Trainer:
                  nesterov: bool = False, weight_decay: float = 0.0, schedule=None, augment=None,
                  seed: int = 0, compile: bool = False, threads: int | str | None = None, verbose: bool = True,
                  memory_budget: int | None = None, workers: int | None = None, console=None,
-                 precision: str = "fp32", adaptive_threads: bool = True):
+                 precision: str = "fp32", adaptive_threads: bool = True, pretrained: str | None = None,
+                 pretrained_sha256: str | None = None, freeze: bool = False, unfreeze_after: int | None = None,
+                 layer_lr_ratio: float | None = None):
         self.model_name = model if isinstance(model, str) else model.config["name"]
         self.network = None if isinstance(model, str) else model
         self.model_params = dict(model_params or {})
@@ -133,6 +142,8 @@ class Trainer:
         self.precision = precision
         self.adaptive_threads = adaptive_threads
         self.threads = threads
+        self.transfer = self._transfer(pretrained, pretrained_sha256, freeze, unfreeze_after, layer_lr_ratio)
+        self.transfer_report: dict | None = None
         self._tuner: ThreadTuner | None = None
         tune_malloc()
         if threads == "auto":
@@ -166,6 +177,11 @@ class Trainer:
             "seed": self.seed, "compile": bool(self.compile), "threads": self.threads, "verbose": self.verbose,
             "memory_budget": self.memory_budget, "workers": self.workers, "precision": self.precision,
             "adaptive_threads": self.adaptive_threads,
+            "pretrained": self.transfer.source if self.transfer else None,
+            "pretrained_sha256": self.transfer.sha256 if self.transfer else None,
+            "freeze": bool(self.transfer and self.transfer.freeze),
+            "unfreeze_after": self.transfer.unfreeze_after if self.transfer else None,
+            "layer_lr_ratio": self.transfer.layer_lr_ratio if self.transfer else None,
         }
 
     @classmethod
@@ -182,6 +198,19 @@ class Trainer:
         return cls(model, preprocess, **config)
 
     # ---- setup --------------------------------------------------------------------------------
+    def _transfer(self, pretrained, sha256, freeze, unfreeze_after, layer_lr_ratio):
+        from pixelforge.train.transfer import DEFAULT_LAYER_LR_RATIO, Transfer, default_preprocess
+
+        if not pretrained:
+            if freeze or unfreeze_after is not None:
+                raise ParameterError("freezing layers needs pre-trained weights: pass pretrained= (--pretrained)")
+            return None
+        transfer = Transfer(str(pretrained), sha256, bool(freeze), unfreeze_after,
+                            DEFAULT_LAYER_LR_RATIO if layer_lr_ratio is None else layer_lr_ratio)
+        if self.network is None:
+            self.preprocess = default_preprocess(self.preprocess, self.model_name, transfer.source, self.model_params)
+        return transfer
+
     @staticmethod
     def _pipeline(augment):
         if augment is None or augment == "" or augment == {}:
@@ -218,6 +247,12 @@ class Trainer:
         if self.network is None:
             torch.manual_seed(self.seed)
             self.network = build_model(self.model_name, (c, h, w), len(classes), **self.model_params)
+            if self.transfer is not None:
+                from pixelforge.train.transfer import load_source
+
+                self.transfer_report = load_source(self.network, self.transfer.source, self.transfer.sha256)
+                self.log(f"pre-trained weights: {self.transfer.source}"
+                         + "".join(f"; {note}" for note in self.transfer_report.get("messages", [])))
         elif list(self.network.config["input_shape"]) != [c, h, w] or self.network.config["num_classes"] != len(classes):
             raise PixelforgeError(
                 f"the model expects input {self.network.config['input_shape']} and "
@@ -240,8 +275,18 @@ class Trainer:
         momentum = self.momentum if self.momentum is not None else options.get("momentum", 0.0)
         self.resolved_optimizer = {"name": name, "lr": lr, "momentum": momentum, "nesterov": self.nesterov,
                                    "weight_decay": self.weight_decay}
-        optimizer = build_optimizer(name, self.network.parameters(), lr, momentum, self.nesterov, self.weight_decay)
-        self.resolved_optimizer["lr"] = optimizer.param_groups[0]["lr"]
+        params = self.network.parameters()
+        factors = None
+        if self.transfer is not None:  # one parameter group per layer group, slower towards the input
+            from pixelforge.train.transfer import group_lr_factors, layer_groups
+
+            groups = layer_groups(self.network)
+            params = [{"params": group} for group in groups]
+            factors = group_lr_factors(len(groups), self.transfer.layer_lr_ratio)
+        optimizer = build_optimizer(name, params, lr, momentum, self.nesterov, self.weight_decay)
+        for group, factor in zip(optimizer.param_groups, factors or [], strict=False):
+            group["lr"] *= factor
+        self.resolved_optimizer["lr"] = optimizer.param_groups[-1]["lr"]
         for group in optimizer.param_groups:
             group["initial_lr"] = group["lr"]
         return optimizer
@@ -254,6 +299,10 @@ class Trainer:
             "schedule": self.schedule.to_dict(), "seed": self.seed, "epochs": self.epochs,
             "batch_size": self.batch_size, "augment": self.augment_dict(),
             "compile": bool(self.compile), "precision": self.precision, "pixelforge_version": __version__,
+            "transfer": None if self.transfer is None else {
+                "pretrained": self.transfer.source, "freeze": self.transfer.freeze,
+                "unfreeze_after": self.transfer.unfreeze_after, "layer_lr_ratio": self.transfer.layer_lr_ratio,
+                "loaded": self.transfer_report},
         }
 
     def augment_dict(self):
@@ -370,6 +419,8 @@ class Trainer:
         """One pass over ``data`` in ``order``; the hot loop."""
         net, optimizer, pipeline = self._net, self.optimizer, self.pipeline
         net.train()
+        if self.transfer is not None:
+            self._transfer_phase(epoch)
         running = RunningMetrics()
         penalty = self.network.regularization_loss() if hasattr(self.network, "regularization_loss") else None
         regularized = penalty is not None and penalty.requires_grad
@@ -416,6 +467,19 @@ class Trainer:
         if not math.isfinite(running.loss):
             self._diverged(epoch, b)
         return running
+
+    def _transfer_phase(self, epoch: int) -> None:
+        """Freeze or unfreeze the body for this epoch; batch norm that must keep its statistics to eval."""
+        from pixelforge.train.transfer import hold_batch_norm, layer_groups, set_frozen
+
+        groups = layer_groups(self.network)
+        frozen = self.transfer.frozen_at(epoch)
+        set_frozen(groups, frozen)
+        held = hold_batch_norm(self.network, groups, frozen, self.batch_size)
+        if epoch == self.initial_epoch or (self.transfer.unfreeze_after == epoch and epoch > 0):
+            what = "the head only (the body is frozen)" if frozen else "every layer"
+            note = f"; {held} batch-norm layers keep their pre-trained statistics" if held else ""
+            self.log(f"epoch {epoch + 1}: training {what}{note}")
 
     def _diverged(self, epoch: int, batch: int):
         done = len(self.history.epoch)

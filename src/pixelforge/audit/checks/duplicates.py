@@ -1,9 +1,10 @@
 """Duplicates: exact (same content hash), near (survive shifts, brightness, JPEG, resizing, small crops
-and flips; see ``audit.near``), and duplicates that cross splits (train/test leakage, an error)."""
+and flips; see ``audit.near``), and duplicates that cross splits (train/test leakage, an error); with a
+group column (e.g. the sender of each photo), groups that cross splits are the same kind of leakage."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 
@@ -32,10 +33,42 @@ def connected_groups(pairs) -> list[list[int]]:
     return sorted((sorted(g) for g in groups.values()), key=lambda g: g[0])
 
 
+def group_leakage(ctx: AuditContext) -> list[Finding]:
+    """Groups of the group column with images in more than one split: the test then holds the same
+    people or objects the model was trained on, and its score says little about new ones."""
+    if ctx.groups is None:
+        return []
+    splits_of = defaultdict(set)
+    rows_of = defaultdict(list)
+    for i in np.flatnonzero(ctx.splits != ""):
+        splits_of[ctx.groups[i]].add(ctx.splits[i])
+        rows_of[ctx.groups[i]].append(int(i))
+    spanning = [rows_of[g] for g in rows_of if len(splits_of[g]) > 1]
+    if not spanning:
+        return []
+    column, names = ctx.group_column, ctx.manifest.metadata[ctx.group_column]
+    rows = sorted(i for group in spanning for i in group)
+    examples = {}
+    for group in spanning[:5]:
+        per_split = Counter(str(ctx.splits[i]) for i in group)
+        examples[names[group[0]]] = {s: per_split[s] for s in ctx.manifest.split_names if per_split[s]}
+    shown = "; ".join(f"{name}: " + ", ".join(f"{n} in {s}" for s, n in counts.items())
+                      for name, counts in examples.items())
+    return [Finding(
+        "duplicates", "group_leakage", "error",
+        f"{len(spanning)} {column} group(s) span splits (train/test leakage)",
+        f"{len(rows)} images of {len(spanning)} {column!r} group(s) are in more than one split, e.g. {shown}",
+        f"Keep each {column} in one split: re-split group-aware (--group-column {column}, or "
+        f"group_column={column!r} in the Python API), so the test measures new {column}s.",
+        images=rows, groups=spanning, notes={i: f"{column} {names[i]}, {ctx.splits[i]}" for i in rows},
+        values={"group_column": column, "groups": len(spanning), "images": len(rows), "examples": examples},
+    )]
+
+
 def check_duplicates(ctx: AuditContext) -> list[Finding]:
     scan, splits = ctx.scan, ctx.splits
     ok = np.flatnonzero(scan.ok)
-    out: list[Finding] = []
+    out: list[Finding] = group_leakage(ctx)
     by_hash = defaultdict(list)
     for i in ok:
         by_hash[scan.content[i]].append(int(i))

@@ -3,7 +3,9 @@
 - small images (up to 32 px, their own pixels in the scan): the zoo's fmnist_baseline CNN, k-fold, a few
   epochs (few on purpose: a model trained long memorizes the wrong labels it should contradict);
 - larger images: the zoo's dnn on gradient-histogram and layout features of the thumbnails (weak on
-  photos; a pre-trained backbone's features are the way to judge photos).
+  photos; a pre-trained backbone's features are the way to judge photos);
+- with the audit option ``backbone`` (``-o backbone=RUN`` or ``-o backbone=resnet50 -o
+  backbone_weights=SRC``): a logistic regression on that backbone's features, k-fold.
 
 An image is flagged when the model, never trained on it, gives its label at most 4% and names another
 class at 50% or more. When the model is too weak to tell wrong labels from its own mistakes (out-of-fold
@@ -56,12 +58,31 @@ def _cnn_trainer(seed: int, threads: int, batch: int):
                    schedule="cosine", seed=seed, verbose=False, threads=threads, adaptive_threads=False)
 
 
+def backbone_features(ctx: AuditContext, rows: np.ndarray) -> np.ndarray:
+    """Features of a pre-trained backbone (audit option ``backbone``: a pixelforge model folder or a zoo
+    backbone with ``backbone_weights``) for the given rows: what judges the labels of photos."""
+    from pixelforge.train.features import iterate_features, load_extractor
+
+    extractor = load_extractor(str(ctx.option("backbone", "")), ctx.option("backbone_weights", None))
+    part = ctx.manifest.subset(rows)
+    out = np.zeros((len(rows), extractor.feature_dim), np.float32)
+    task = ctx.task(f"backbone features ({extractor.name})", len(rows))
+    skipped: list = []
+    for feats, at in iterate_features(part, extractor, skipped=skipped):
+        out[at] = feats
+        ctx.advance(task, len(at))
+    return out
+
+
 def label_model_inputs(ctx: AuditContext, rows: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """The label models worth trying, with their inputs: ("cnn", the uint8 images) when the thumbnails
     are the images' own small pixels; ("features", (N, D, 1, 1) float32 features) for anything, tried
-    too on datasets small enough (up to 20,000 images) that training both costs little."""
+    too on datasets small enough (up to 20,000 images) that training both costs little; with the
+    ``backbone`` option, ("backbone", its features) alone, for a logistic regression."""
     scan = ctx.scan
     choice = ctx.option("label_model", "auto")
+    if ctx.option("backbone", None):
+        return [("backbone", backbone_features(ctx, rows))]
     native = (scan.width[rows] == scan.thumb) & (scan.height[rows] == scan.thumb)
     out = []
     if scan.thumb <= CNN_MAX_SIDE and native.all() and choice in ("auto", "cnn"):
@@ -78,6 +99,8 @@ def out_of_fold_probs(ctx: AuditContext, kind: str, x: np.ndarray, y: np.ndarray
 
     from pixelforge.data.split import StratifiedKFold
 
+    if kind == "backbone":
+        return _logistic_out_of_fold(ctx, x, y, k, folds)
     threads = torch.get_num_threads()
     # small feature models run faster on one thread (2 threads spin and stall on a busy machine)
     fold_threads = threads if kind == "cnn" else (1 if len(x) < 20_000 else max(1, min(2, threads)))
@@ -106,6 +129,24 @@ def out_of_fold_probs(ctx: AuditContext, kind: str, x: np.ndarray, y: np.ndarray
             ctx.advance(task)
     finally:
         torch.set_num_threads(threads)
+    return probs
+
+
+def _logistic_out_of_fold(ctx: AuditContext, x: np.ndarray, y: np.ndarray, k: int, folds: int) -> np.ndarray:
+    """Out-of-fold probabilities of a logistic regression on backbone features (seconds, no epochs)."""
+    from pixelforge.data.split import StratifiedKFold
+    from pixelforge.train.features import fit_linear_head
+
+    probs = np.zeros((len(x), k), np.float32)
+    task = ctx.task(f"label model (logistic regression on backbone features, {folds}-fold)", folds)
+    for train, val in StratifiedKFold(folds, seed=ctx.seed).split_indices(y):
+        head = fit_linear_head(x[train], y[train], [str(c) for c in range(k)], C=ctx.option("backbone_C", 0.5),
+                               seed=ctx.seed)
+        logits = head.logits(x[val]).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        probs[val] = e / e.sum(axis=1, keepdims=True)
+        ctx.advance(task)
     return probs
 
 
@@ -138,6 +179,7 @@ def check_labels(ctx: AuditContext) -> list[Finding]:
     top = probs.max(1)
     joint_rate = float(1 - np.trace(estimate_joint(y, probs)))
     model = {"cnn": "a CNN (fmnist_baseline) on the pixels", "features": "a dense net on image features",
+             "backbone": f"a logistic regression on {ctx.option('backbone', '')} features",
              "cnn+features": "a CNN on the pixels and a dense net on image features, averaged"}[kind]
     names = [ctx.classes[c] for c in present]
     conclusive = accuracy >= needed
@@ -169,8 +211,9 @@ def check_labels(ctx: AuditContext) -> list[Finding]:
             f"{evidence}, under the {needed:.0%} needed to tell wrong labels from the model's own mistakes "
             f"(the most common class alone is {chance:.0%}); listing only images the model contradicts "
             f"overwhelmingly ({len(flagged):,})",
-            "Settle it with a stronger model: cross-validate one (e.g. `pixelforge cv DATA --model resnet --epochs 20`"
-            " or a pre-trained backbone) and check the images it gets confidently wrong (`pixelforge evaluate`).",
+            "Settle it with a stronger model: audit again with a pre-trained backbone's features (`-o backbone=RUN`, "
+            "or `-o backbone=resnet50 -o backbone_weights=SRC`), or cross-validate one (e.g. `pixelforge cv DATA "
+            "--model resnet --epochs 20`) and check the images it gets confidently wrong (`pixelforge evaluate`).",
             values={"oof_accuracy": round(accuracy, 4), "needed": round(needed, 4), "flagged": len(flagged),
                     "folds": folds, "model": kind},
         )]

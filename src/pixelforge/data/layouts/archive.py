@@ -390,8 +390,12 @@ def _concat(parts: list[tuple[Manifest, str]], storage, source: str) -> Manifest
         splits += [s or split for s in manifest.splits]
         skipped += manifest.skipped
         notes += [n for n in manifest.notes if "row(s) skipped" not in n]
+    columns = dict.fromkeys(name for manifest, _ in parts for name in manifest.metadata)
+    metadata = {name: [v for manifest, _ in parts for v in manifest.metadata.get(name, [""] * len(manifest))]
+                for name in columns}  # a column one table lacks is missing ("") for its rows
     return Manifest(locations=locations, labels=labels, storage=storage, splits=splits,
-                    classes=class_order(labels), layout="archive", source=source, skipped=skipped, notes=notes)
+                    classes=class_order(labels), layout="archive", source=source, skipped=skipped, notes=notes,
+                    metadata=metadata)
 
 
 def read_archive_layout(

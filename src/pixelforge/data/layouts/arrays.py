@@ -9,14 +9,17 @@
 - ``read_dataframe_layout(df, x_col="filename", y_col="class", directory=None)`` like Keras'
   ``flow_from_dataframe``: with ``directory``, paths are relative to it and may not climb out of it
   (absolute ones are refused); with ``directory=None`` paths are used as given (absolute, or relative
-  to the working folder), since the caller built the table. Missing files and non-image names are
-  counted skips.
+  to the working folder), since the caller built the table. ``folder=`` is a synonym of ``directory``
+  (fastai's name) and ``suffix=`` is appended to every path; ids without any extension are matched to
+  image files by stem. Missing files and names with another extension are counted skips. The other
+  columns are kept as per-image metadata.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import posixpath
 import zipfile
 from pathlib import Path
 
@@ -24,7 +27,8 @@ import numpy as np
 
 from pixelforge.data.layouts.csv_table import infer_shape, parse_shape
 from pixelforge.data.layouts.directory import is_image_name
-from pixelforge.data.layouts.rows import clean_label, finish_manifest, locate
+from pixelforge.data.layouts.rows import clean_label, finish_manifest, metadata_value
+from pixelforge.data.layouts.table_paths import TablePaths, folder_option
 from pixelforge.data.locations import ArrayStorage, FileStorage
 from pixelforge.data.manifest import SPLIT_ALIASES, Manifest, Skip
 from pixelforge.errors import LayoutError
@@ -203,15 +207,20 @@ def read_dataframe_layout(
     split_col: str | None = None,
     check_files: bool = True,
     source: str = "",
+    folder=None,
+    suffix: str | None = None,
 ) -> Manifest:
     """A pandas DataFrame of image paths and labels (Keras ``flow_from_dataframe`` style)."""
     source = source or "dataframe"
+    directory = folder_option(folder, directory, source)
+    suffix = str(suffix or "")
     for col in (x_col, y_col) + ((split_col,) if split_col else ()):
         if col not in df.columns:
             raise LayoutError(f"{source}: no column {col!r}; columns are {list(df.columns)[:20]}")
     paths = df[x_col].tolist()
     raw_labels = df[y_col].tolist()
     raw_splits = df[split_col].tolist() if split_col else [""] * len(paths)
+    meta_cols = [c for c in df.columns if c not in (x_col, y_col, split_col)]
     skipped: list[Skip] = []
     rows = []
     for i, (value, label, split) in enumerate(zip(paths, raw_labels, raw_splits, strict=True)):
@@ -227,10 +236,11 @@ def read_dataframe_layout(
         if value is None:
             skipped.append(Skip(item, f"empty value in path column {x_col!r}"))
             continue
-        if not is_image_name(value):
+        value += suffix
+        if posixpath.splitext(value)[1] and not is_image_name(value):  # Keras skips other files; bare ids are matched
             skipped.append(Skip(item, f"{value!r} does not have an image file extension"))
             continue
-        rows.append((item, value, label, clean_label(split) or ""))
+        rows.append((item, value, label, clean_label(split) or "", i))
     if directory is not None:
         storage = FileStorage(directory)
         if not storage.root.is_dir():
@@ -238,15 +248,16 @@ def read_dataframe_layout(
         relative = rows
     else:
         # paths as given (absolute, or relative to the working folder), under their common folder
-        absolute = [os.path.abspath(value) for _, value, _, _ in rows]
+        absolute = [os.path.abspath(value) for _, value, *_ in rows]
         root = os.path.commonpath(absolute) if absolute else os.getcwd()
         root = root if os.path.isdir(root) else os.path.dirname(root)
         storage = FileStorage(root)
-        relative = [(item, os.path.relpath(a, root).replace(os.sep, "/"), label, split)
-                    for (item, _, label, split), a in zip(rows, absolute, strict=True)]
-    locations, labels, splits = [], [], []
-    for item, value, label, split in relative:
-        location, reason = locate(value, "", storage, check_files)
+        relative = [(item, os.path.relpath(a, root).replace(os.sep, "/"), label, split, i)
+                    for (item, _, label, split, i), a in zip(rows, absolute, strict=True)]
+    resolver = TablePaths(storage, check_files=check_files)
+    locations, labels, splits, kept = [], [], [], []
+    for item, value, label, split, i in relative:
+        location, reason = resolver.locate(value)
         if reason:
             where = f" (paths are relative to directory={str(directory)!r})" if directory is not None else ""
             skipped.append(Skip(item, reason + (where if reason.startswith("refused") else "")))
@@ -254,7 +265,12 @@ def read_dataframe_layout(
         locations.append(location)
         labels.append(label)
         splits.append(split)
+        kept.append(i)
+    metadata = {}
+    for col in meta_cols:
+        values = df[col].tolist()
+        metadata[str(col)] = [metadata_value(values[i]) for i in kept]
     return finish_manifest(
         locations=locations, labels=labels, splits=splits, storage=storage,
-        layout="dataframe", source=source, skipped=skipped,
+        layout="dataframe", source=source, skipped=skipped, notes=resolver.notes(), metadata=metadata,
     )

@@ -6,6 +6,9 @@ one preallocated uint8 array (an ArrayStorage), so no Python list of rows is eve
 
 Columns are found by name (``filepath``/``filename``/``path``/``image``…, ``label``/``class``/
 ``category``/``target``/``y``, ``url``/``link``, ``split``/``subset``/``fold``) or given explicitly.
+Paths follow fastai's ``folder=``/``suffix=`` (Keras' ``directory=``); ids without an extension are
+matched to image files by stem (see ``table_paths``). Every other column of a path / URL table is kept
+as per-image metadata (``Manifest.metadata``).
 Bad rows (empty label, missing file, path escaping the root, wrong field count, bad pixel value) are
 counted skips with a reason; only a file that is not a readable CSV at all is an error.
 ``.csv.gz`` / ``.tsv.gz`` files are read through gzip as a stream (never decompressed to disk).
@@ -18,7 +21,6 @@ import gzip
 import io
 import math
 import os
-import posixpath
 import re
 import zlib
 from itertools import islice
@@ -35,9 +37,11 @@ from pixelforge.data.layouts.rows import (
     clean_label,
     find_column,
     finish_manifest,
-    locate,
+    metadata_columns,
+    metadata_value,
 )
-from pixelforge.data.locations import ArrayStorage, FileStorage, Storage
+from pixelforge.data.layouts.table_paths import TablePaths, folder_option, table_storage
+from pixelforge.data.locations import ArrayStorage, Storage
 from pixelforge.data.manifest import Manifest, Skip
 from pixelforge.errors import LayoutError
 
@@ -153,6 +157,9 @@ def read_csv_layout(
     pixel_order: str = "hwc",
     check_files: bool = True,
     header: bool | None = None,
+    folder=None,
+    directory=None,
+    suffix: str | None = None,
 ) -> Manifest:
     """Read a CSV into a Manifest.
 
@@ -162,9 +169,12 @@ def read_csv_layout(
     pixel_shape: "28x28" / (28, 28, 1) for embedded pixels; inferred from a square count when None.
     pixel_order: "hwc" (RGB interleaved, the default) or "chw" (planar, e.g. CIFAR-style rows).
     header: True / False, or None to detect (a first row of numbers only is data, not a header).
+    folder (or Keras' ``directory``): where the image paths are, relative to the CSV's folder (or absolute).
+    suffix: appended to every path, e.g. ".jpg" for ids without extension (tried automatically when absent).
     """
     path = os.fspath(path)
     source = source or (storage.describe(path) if storage is not None else path)
+    folder = folder_option(folder, directory, source)
     if pixel_order not in ("hwc", "chw"):
         raise LayoutError(f"pixel_order must be 'hwc' or 'chw', got {pixel_order!r}")
     fh, line_bound = _open(path, storage)
@@ -191,7 +201,7 @@ def read_csv_layout(
                 path_column=path_column, label_column=label_column, url_column=url_column,
                 split_column=split_column, pixel_shape=pixel_shape, delimiter=delimiter,
                 pixel_order=pixel_order, check_files=check_files, line_bound=line_bound,
-                header_lines=1 if header else 0,
+                header_lines=1 if header else 0, folder=folder, suffix=suffix,
             )
         except UnicodeDecodeError as exc:
             raise LayoutError(f"{source}: not UTF-8 text ({exc.reason}); is it really a CSV file?") from None
@@ -222,7 +232,8 @@ class _Prepend:
 
 
 def _read_rows(fh, names, *, source, path, storage, member_prefix, path_column, label_column, url_column,
-               split_column, pixel_shape, delimiter, pixel_order, check_files, line_bound, header_lines):
+               split_column, pixel_shape, delimiter, pixel_order, check_files, line_bound, header_lines, folder,
+               suffix):
     label_idx = find_column(names, label_column, LABEL_NAMES, "label", source)
     split_idx = find_column(names, split_column, SPLIT_NAMES, "split", source)
     path_idx = find_column(names, path_column, PATH_NAMES, "path", source) if url_column is None else None
@@ -248,11 +259,10 @@ def _read_rows(fh, names, *, source, path, storage, member_prefix, path_column, 
     reader = csv.reader(fh, delimiter=delimiter)
     use_url = path_idx is None
     column = url_idx if use_url else path_idx
-    if storage is None:
-        storage = FileStorage(Path(path).resolve().parent)
-        prefix = ""
-    else:
-        prefix = posixpath.dirname(path) if member_prefix is None else member_prefix.strip("/")
+    storage, prefix = table_storage(path, storage, member_prefix, folder, source)
+    paths = TablePaths(storage, prefix, suffix, check_files)
+    meta_cols = metadata_columns(names, {label_idx, split_idx, path_idx, url_idx} - {None})
+    metadata: dict[str, list[str]] = {name: [] for name in meta_cols}
     url_storage = None
     locations, labels, splits, skipped = [], [], [], []
     for lineno, row in enumerate(reader, start=header_lines + 1):
@@ -286,20 +296,22 @@ def _read_rows(fh, names, *, source, path, storage, member_prefix, path_column, 
             if use_url:
                 skipped.append(Skip(item, f"{value!r} is not an http(s) URL"))
                 continue
-            location, reason = locate(value, prefix, storage, check_files)
+            location, reason = paths.locate(value)
             if reason:
                 skipped.append(Skip(item, reason))
                 continue
         locations.append(location)
         labels.append(label)
         splits.append((clean_label(row[split_idx]) or "") if split_idx is not None else "")
+        for name, i in meta_cols.items():
+            metadata[name].append(metadata_value(row[i]) if i < len(row) else "")
     if use_url:
         from pixelforge.data.layouts.remote import UrlStorage
 
         url_storage = UrlStorage()
     return finish_manifest(
         locations=locations, labels=labels, splits=splits, storage=url_storage or storage,
-        layout="csv", source=source, skipped=skipped,
+        layout="csv", source=source, skipped=skipped, notes=paths.notes(), metadata=metadata,
     )
 
 

@@ -7,15 +7,16 @@ Accepted shapes (keys found by name, or given with ``image_key`` / ``label_key``
     {"cat": ["cat/1.png", ...], "dog": [...]}   # label → paths
     {"train": {"cat": [...]}, "test": {...}}    # split → label → paths (or split → records)
 
-Paths are relative to the JSON file's folder (absolute or escaping paths are refused as counted
-skips); http(s) URLs read through a UrlStorage when every image is a URL.
+Paths are relative to the JSON file's folder, or to ``folder=`` (Keras: ``directory=``) inside it, with
+``suffix=`` appended (absolute or escaping paths are refused as counted skips; ids without extension are
+matched by stem, see ``table_paths``); http(s) URLs read through a UrlStorage when every image is a URL.
+The other keys of each record are kept as per-image metadata (``Manifest.metadata``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import posixpath
 from pathlib import Path
 
 from pixelforge.data.layouts.rows import (
@@ -25,9 +26,10 @@ from pixelforge.data.layouts.rows import (
     URL_NAMES,
     clean_label,
     finish_manifest,
-    locate,
+    metadata_value,
 )
-from pixelforge.data.locations import FileStorage, Storage
+from pixelforge.data.layouts.table_paths import TablePaths, folder_option, table_storage
+from pixelforge.data.locations import Storage
 from pixelforge.data.manifest import SPLIT_ALIASES, Manifest, Skip
 from pixelforge.errors import LayoutError
 
@@ -75,7 +77,7 @@ def _pick(record: dict, wanted: str | None, names: tuple[str, ...]) -> str | Non
 
 
 def _entries(doc, *, image_key, label_key, split_key, source):
-    """Yield ``(item name, image value, label value, split, problem)`` from any accepted shape."""
+    """Yield ``(item name, image value, label value, split, other keys, problem)`` from any accepted shape."""
     if isinstance(doc, dict):
         for key in RECORD_LIST_KEYS:
             if isinstance(doc.get(key), list) and (not doc[key] or isinstance(doc[key][0], dict)):
@@ -85,33 +87,36 @@ def _entries(doc, *, image_key, label_key, split_key, source):
         split_keys = [k for k in doc if str(k).lower() in SPLIT_ALIASES]
         if doc and len(split_keys) == len(doc) and all(isinstance(v, dict | list) for v in doc.values()):
             for split in split_keys:
-                for name, image, label, inner, problem in _entries(
+                for name, image, label, inner, extra, problem in _entries(
                     doc[split], image_key=image_key, label_key=label_key, split_key=split_key,
                     source=f"{source}[{split!r}]",
                 ):
-                    yield name, image, label, inner or SPLIT_ALIASES[str(split).lower()], problem
+                    yield name, image, label, inner or SPLIT_ALIASES[str(split).lower()], extra, problem
             return
         for label, paths in doc.items():
             if isinstance(paths, str):
                 paths = [paths]
             if not isinstance(paths, list):
-                yield f"{source}[{label!r}]", None, label, "", "expected a list of paths"
+                yield f"{source}[{label!r}]", None, label, "", {}, "expected a list of paths"
                 continue
             for i, value in enumerate(paths):
-                yield f"{source}[{label!r}][{i}]", value, label, "", None
+                yield f"{source}[{label!r}][{i}]", value, label, "", {}, None
         return
     if not isinstance(doc, list):
         raise LayoutError(f"{source}: expected a list of records or a {{label: [paths]}} mapping, got {type(doc).__name__}")
     for i, record in enumerate(doc):
         name = f"{source}[{i}]"
         if not isinstance(record, dict):
-            yield name, None, None, "", f"record is a {type(record).__name__}, expected an object"
+            yield name, None, None, "", {}, f"record is a {type(record).__name__}, expected an object"
             continue
         ikey = _pick(record, image_key, PATH_NAMES + URL_NAMES)
         lkey = _pick(record, label_key, LABEL_NAMES)
         skey = _pick(record, split_key, SPLIT_NAMES)
         split = clean_label(record.get(skey)) if skey is not None else ""
-        yield name, record.get(ikey) if ikey else None, record.get(lkey) if lkey else None, split or "", None
+        used = {ikey, lkey, skey, *(k for k in record if str(k).lower() in URL_NAMES)}
+        extra = {str(k): v for k, v in record.items() if k not in used}
+        yield (name, record.get(ikey) if ikey else None, record.get(lkey) if lkey else None, split or "", extra,
+               None)
 
 
 def read_json_layout(
@@ -124,23 +129,25 @@ def read_json_layout(
     member_prefix: str | None = None,
     source: str = "",
     check_files: bool = True,
+    folder=None,
+    directory=None,
+    suffix: str | None = None,
 ) -> Manifest:
     """Read a JSON list of records or a label → paths mapping into a Manifest.
 
     path: the JSON file, or its location inside ``storage`` (an archive member, a URL's file name).
+    folder (or Keras' ``directory``): where the image paths are, relative to the JSON's folder (or absolute).
+    suffix: appended to every path, e.g. ".jpg" for ids without extension (tried automatically when absent).
     """
     path = os.fspath(path)
     source = source or (storage.describe(path) if storage is not None else path)
+    folder = folder_option(folder, directory, source)
     doc = _load(path, storage, source)
-    if storage is None:
-        storage = FileStorage(Path(path).resolve().parent)
-        prefix = ""
-    else:
-        prefix = posixpath.dirname(path) if member_prefix is None else member_prefix.strip("/")
+    storage, prefix = table_storage(path, storage, member_prefix, folder, source)
     rows = []
     skipped: list[Skip] = []
-    for name, image, label, split, problem in _entries(doc, image_key=image_key, label_key=label_key,
-                                                       split_key=split_key, source=source):
+    for name, image, label, split, extra, problem in _entries(doc, image_key=image_key, label_key=label_key,
+                                                              split_key=split_key, source=source):
         if problem:
             skipped.append(Skip(name, problem))
             continue
@@ -154,28 +161,32 @@ def read_json_layout(
         if not isinstance(image, str) or not image.strip():
             skipped.append(Skip(name, "no image path (expected one of the keys " + ", ".join(PATH_NAMES[:6]) + ")"))
             continue
-        rows.append((name, image.strip(), label, split))
-    all_urls = bool(rows) and all(img.lower().startswith(("http://", "https://")) for _, img, _, _ in rows)
+        rows.append((name, image.strip(), label, split, extra))
+    all_urls = bool(rows) and all(img.lower().startswith(("http://", "https://")) for _, img, *_ in rows)
     if all_urls:
         from pixelforge.data.layouts.remote import UrlStorage
 
         storage = UrlStorage()
-    locations, labels, splits = [], [], []
-    for name, image, label, split in rows:
+    paths = TablePaths(storage, prefix, suffix, check_files)
+    locations, labels, splits, extras = [], [], [], []
+    for name, image, label, split, extra in rows:
         if all_urls:
             location = image
         elif image.lower().startswith(("http://", "https://")):
             skipped.append(Skip(name, f"{image!r} is a URL among local paths; use all URLs or all paths"))
             continue
         else:
-            location, reason = locate(image, prefix, storage, check_files)
+            location, reason = paths.locate(image)
             if reason:
                 skipped.append(Skip(name, reason))
                 continue
         locations.append(location)
         labels.append(label)
         splits.append(split)
+        extras.append(extra)
+    keys = dict.fromkeys(k for extra in extras for k in extra)  # every record's other keys, first-seen order
+    metadata = {k: [metadata_value(extra.get(k)) for extra in extras] for k in keys}
     return finish_manifest(
         locations=locations, labels=labels, splits=splits, storage=storage,
-        layout="json", source=source, skipped=skipped,
+        layout="json", source=source, skipped=skipped, notes=paths.notes(), metadata=metadata,
     )

@@ -1,8 +1,11 @@
 """Helpers shared by the table-like readers (CSV, JSON, arrays, DataFrames): finding columns by
-name, resolving a row's path safely inside the dataset root, and building the final Manifest.
+name, resolving a row's path safely inside the dataset root, per-image metadata from the other columns,
+and building the final Manifest.
 """
 
 from __future__ import annotations
+
+import json
 
 from pixelforge.data.locations import Storage, safe_relative_path
 from pixelforge.data.manifest import Manifest, Skip, class_order
@@ -42,6 +45,26 @@ def clean_label(value) -> str | None:
     if not text or text.lower() in ("nan", "none", "null"):
         return None
     return text
+
+
+def metadata_value(value) -> str:
+    """A metadata cell as text: "" when missing (None, NaN, blank), nested values as compact JSON."""
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return clean_label(value) or ""
+
+
+def metadata_columns(names: list, taken) -> dict[str, int]:
+    """Metadata name → column index for every column not in ``taken`` (blank or repeated names made unique)."""
+    out: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if i in taken:
+            continue
+        key = str(name).strip() or f"column{i + 1}"
+        while key in out:
+            key = f"{key}_{i + 1}"
+        out[key] = i
+    return out
 
 
 def resolve_location(value: str, prefix: str = "") -> str:
@@ -84,6 +107,7 @@ def finish_manifest(
     classes: list[str] | None = None,
     ignored: dict | None = None,
     notes: list[str] | None = None,
+    metadata: dict[str, list[str]] | None = None,
 ) -> Manifest:
     """The Manifest for a table-like reader; a clear error when no row survived."""
     if not locations:
@@ -102,6 +126,7 @@ def finish_manifest(
         skipped=list(skipped),
         ignored=dict(ignored or {}),
         notes=list(notes or []),
+        metadata=dict(metadata or {}),
     )
     if skipped:
         manifest.notes.append(f"{len(skipped)} row(s) skipped (see skipped for each reason)")
