@@ -90,6 +90,12 @@ def test_ids_resolve_through_folder_and_suffix(clothing):
     assert m.load(0).shape == (10, 10, 3)
 
 
+def test_without_folder_the_error_says_how_to_point_at_the_images(clothing):
+    csv, _ = clothing
+    with pytest.raises(LayoutError, match=r"no usable images.*-o folder=images.*suffix="):
+        read_dataset(csv)
+
+
 def test_ids_without_extension_are_matched_by_stem_with_a_note(clothing):
     csv, truth = clothing
     images = csv.parent / "images"

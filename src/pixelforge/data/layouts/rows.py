@@ -112,6 +112,9 @@ def finish_manifest(
     """The Manifest for a table-like reader; a clear error when no row survived."""
     if not locations:
         detail = f"; {len(skipped)} row(s) skipped, first: {skipped[0].item}: {skipped[0].reason}" if skipped else ""
+        if skipped and sum("file not found" in s.reason for s in skipped) >= 0.9 * len(skipped):
+            detail += ("; if the images live in another folder, say where with folder= (-o folder=images), and "
+                       "add suffix= (-o suffix=.jpg) when the table holds ids without an extension")
         raise LayoutError(f"{source}: no usable images{detail}")
     if splits is not None and not any(splits):
         splits = None
