@@ -203,3 +203,57 @@ def test_audit_judges_labels_with_backbone_features(shapes_dir, pretrained_run):
     found = [f for f in report.findings if f.check == "labels"]
     assert found and "logistic regression on" in found[0].message
     assert found[0].values["model"] == "backbone"
+
+
+def test_published_weights_without_an_imagenet_head_are_refused(tmp_path):
+    weights = {k: v.contiguous() for k, v in build_model("resnet18", (3, 64, 64), 10).state_dict().items()}
+    save_file(weights, str(tmp_path / "ten.safetensors"))
+    result = runner.invoke(app, ["predict", "imagenet:resnet18", "x.jpg", "--weights", str(tmp_path / "ten.safetensors")])
+    assert result.exit_code == 2 and "no 1000-class ImageNet head" in result.output
+    result = runner.invoke(app, ["predict", "imagenet:cnn", "x.jpg", "--weights", str(tmp_path / "ten.safetensors")])
+    assert result.exit_code == 2 and "not a pre-trainable backbone" in result.output
+
+
+def test_a_model_json_in_the_working_folder_is_never_taken_for_the_source(tmp_path, monkeypatch):
+    from pixelforge.train.transfer import default_preprocess
+
+    (tmp_path / "model.json").write_text(json.dumps({"architecture": {"name": "cnn"}, "preprocess": {}}))
+    monkeypatch.chdir(tmp_path)
+    spec = default_preprocess(Preprocess(), "resnet18", None)
+    assert spec.size == (224, 224) and spec.mean == list(IMAGENET_MEAN)
+
+
+def test_frozen_body_holds_for_a_model_with_a_hand_written_step(tmp_path, shapes_dir):
+    _, manifest = shapes_dir
+    gray = Preprocess(size=28, channels=1)
+    first = Trainer("fmnist_baseline", gray, verbose=False, threads=1, adaptive_threads=False)
+    first.fit(manifest.split("train"), epochs=1, batch_size=16)
+    first.save(tmp_path / "base")
+    before = {k: v.clone() for k, v in first.network.state_dict().items()}
+    second = Trainer("fmnist_baseline", Preprocess(), pretrained=str(tmp_path / "base"), freeze=True, verbose=False,
+                     threads=1, adaptive_threads=False)
+    second.fit(three_classes(manifest).split("train"), epochs=1, batch_size=16)
+    after = second.network.state_dict()
+    head = [k for k in before if before[k].shape != after[k].shape]
+    assert head, "the 3-class head replaced the 4-class one"
+    for key in before:
+        if key not in head and not key.startswith(head[0].rsplit(".", 1)[0]):
+            assert torch.equal(before[key], after[key]), key
+
+
+def test_resume_refuses_other_transfer_settings(tmp_path, shapes_dir, pretrained_run):
+    root, _ = shapes_dir
+    out = tmp_path / "run"
+    args = ["train", str(root), "--model", "resnet18", "--epochs", "1", "--batch-size", "16", "--out", str(out),
+            "--threads", "1", "--json"]
+    assert runner.invoke(app, [*args, "--pretrained", str(pretrained_run), "--freeze"]).exit_code == 0
+    result = runner.invoke(app, [*args[:-1], "--epochs", "2", "--resume"])
+    assert result.exit_code == 2 and "--pretrained" in result.output
+
+
+def test_lr_logged_is_the_heads(shapes_dir, pretrained_run):
+    _, manifest = shapes_dir
+    trainer = Trainer("resnet18", Preprocess(), pretrained=str(pretrained_run), lr=0.01, layer_lr_ratio=0.1,
+                      verbose=False, threads=1, adaptive_threads=False)
+    history = trainer.fit(manifest.split("train"), epochs=1, batch_size=16)
+    assert history.history["lr"] == [pytest.approx(0.01)]

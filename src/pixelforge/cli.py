@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pixelforge import __version__
@@ -31,8 +32,6 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    from rich.markup import escape
-
     # the message names files and options ("hf://owner/repo[/file]"): never read as markup
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
@@ -116,12 +115,25 @@ OptionOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 GroupColumnOpt = Annotated[str | None, typer.Option(
     "--group-column", help="Metadata column (e.g. sender_id) whose groups never span two parts of a split.")]
+CurationOpt = Annotated[str | None, typer.Option(
+    "--curation", help="Decisions file written by `pixelforge browse` (relabels, exclusions), applied on read.")]
+
+
+def read_options(option: list[str] | None, curation: str | None = None) -> dict:
+    """``-o key=value`` reader options, plus ``--curation FILE`` (the same as ``-o curation=FILE``)."""
+    options = parse_options(option)
+    if curation is not None:
+        if options.get("curation", curation) != curation:
+            raise PixelforgeError("--curation and -o curation= name different files; give one")
+        options["curation"] = curation
+    return options
 
 
 @app.command()
 @friendly_errors
 def info(
     source: Annotated[str, typer.Argument(help="Folder, CSV, JSON, HDF5, NPZ, archive or http(s) URL.")],
+    curation: CurationOpt = None,
     layout: LayoutOpt = "auto",
     option: OptionOpt = None,
     sizes: Annotated[int, typer.Option(help="Decode this many images (seeded sample) to report sizes and modes; 0 skips.")] = 200,
@@ -131,7 +143,7 @@ def info(
     from pixelforge.data.describe import describe_dataset
     from pixelforge.data.read import read_dataset
 
-    manifest = read_dataset(source, layout=layout, **parse_options(option))
+    manifest = read_dataset(source, layout=layout, **read_options(option, curation))
     report = describe_dataset(manifest, sample=sizes)
     if as_json:
         print_json(report)
@@ -142,8 +154,8 @@ def info(
     by_split = manifest.counts_by_split()
     for split in by_split:
         table.add_column(split, justify="right")
-    for name in manifest.classes:
-        table.add_row(name, *[f"{by_split[s][name]:,}" for s in by_split])
+    for name in manifest.classes:  # class names and metadata are the user's text, never markup
+        table.add_row(escape(name), *[f"{by_split[s][name]:,}" for s in by_split])
     table.add_row("[bold]total[/]", *[f"[bold]{sum(by_split[s].values()):,}[/]" for s in by_split])
     console.print(table)
     if report["metadata"]:
@@ -151,7 +163,8 @@ def info(
         for column in ("column", "distinct", "missing", "examples"):
             meta.add_column(column, justify="right" if column in ("distinct", "missing") else "left")
         for name, row in report["metadata"].items():
-            meta.add_row(name, f"{row['distinct']:,}", f"{row['missing']:,}", ", ".join(row["examples"]))
+            meta.add_row(escape(name), f"{row['distinct']:,}", f"{row['missing']:,}",
+                         escape(", ".join(row["examples"])))
         console.print(meta)
     if report.get("image_sample"):
         sample = report["image_sample"]
@@ -242,6 +255,7 @@ def convert(
     on_error: Annotated[str, typer.Option(help="skip (count and report) or fail on the first bad image.")] = "skip",
     compression: Annotated[str, typer.Option(help="gzip (portable, smaller), lzf (faster) or none.")] = "gzip",
     workers: Annotated[int | None, typer.Option(help="Decoding threads (default: CPU count).")] = None,
+    curation: CurationOpt = None,
     layout: LayoutOpt = "auto",
     option: OptionOpt = None,
     as_json: JsonOpt = False,
@@ -258,7 +272,7 @@ def convert(
     if on_error not in ("skip", "fail"):
         raise PixelforgeError(f"--on-error must be skip or fail, got {on_error!r}")
     spec = Preprocess(size=parse_size(size), channels=channels, resize=resize, interpolation=interpolation)
-    manifest = read_dataset(source, layout=layout, **parse_options(option))
+    manifest = read_dataset(source, layout=layout, **read_options(option, curation))
     start = time.perf_counter()
     columns = (TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     # refreshed per batch, not by rich's timer thread: a lone thread lets the loader fork its workers
@@ -368,6 +382,7 @@ def audit(
     seed: Annotated[int, typer.Option("--seed", help="Seed for sampling and the cross-validated models.")] = 0,
     group_column: Annotated[str | None, typer.Option(
         "--group-column", help="Metadata column (e.g. sender_id): a group in two splits is reported as leakage.")] = None,
+    curation: CurationOpt = None,
     layout: LayoutOpt = "auto",
     option: OptionOpt = None,
     as_json: JsonOpt = False,
@@ -390,9 +405,11 @@ def audit(
     check_options = {k: v for k, v in options.items() if not k.startswith("read.")}
     from pixelforge.data.read import read_dataset
 
+    if curation:
+        reader_options["curation"] = curation
     manifest = read_dataset(source, layout=layout, **reader_options)
     report = run_audit(manifest, checks=checks, sample=sample or None, seed=seed, options=check_options,
-                       progress=True, group_column=group_column)
+                       progress=True, group_column=group_column, curation=reader_options.get("curation"))
     paths = write_reports(report, out)
     if as_json:
         from pixelforge.audit.report import report_dict
@@ -403,6 +420,55 @@ def audit(
         console.print(f"reports: {paths['html']} and {paths['json']}", highlight=False)
     if report.failing(fail_on):
         raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def browse(
+    source: Annotated[str, typer.Argument(help="Dataset: folder, CSV, JSON, HDF5, NPZ, archive or URL.")],
+    audit_dir: Annotated[str | None, typer.Option(
+        "--audit", help="An audit's folder (or its report.json): filter by finding, see groups and notes.")] = None,
+    run: Annotated[str | None, typer.Option(
+        "--run", help="A run folder (pixelforge train): right/wrong, confidence, top-k, confusion matrix.")] = None,
+    curation: Annotated[str | None, typer.Option(
+        "--curation", help="Where the decisions go (JSON lines, appended); default: NAME.curation.jsonl here.")] = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on; anything but 127.0.0.1 exposes the images.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0: any free port).")] = 8765,
+    layout: LayoutOpt = "auto",
+    option: OptionOpt = None,
+):
+    """Local web app: look through the images with the audit's findings and a model's predictions; relabel,
+    exclude, mark checked or keep one of a duplicate group. Decisions go to a curation file that train, cv,
+    convert, audit and augment apply with --curation FILE; the dataset is never changed. Ctrl-C stops it."""
+    try:
+        import jinja2  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise PixelforgeError(f"browse needs the web server packages ({exc.name} is missing): "
+                              "pip install 'pixelforge[browse]'") from None
+    from pixelforge.browse.curation import default_curation_path
+    from pixelforge.browse.server import is_loopback, serve
+    from pixelforge.browse.session import Session
+    from pixelforge.data.read import read_dataset
+
+    options = parse_options(option)
+    if "curation" in options:
+        raise PixelforgeError("browse shows the dataset as it is and writes decisions to --curation FILE; "
+                              "drop -o curation=")
+    manifest = read_dataset(source, layout=layout, **options)
+    curation = curation or str(default_curation_path(source))
+    session = Session(manifest, curation, audit=audit_dir, run=run, source=source)
+    if not is_loopback(host):
+        err_console.print(f"[yellow]warning[/] listening on {host}: anyone who can reach this machine can see "
+                          "the images (writes still need the page's token)", highlight=False)
+
+    def announce(url: str) -> None:
+        console.print(f"pixelforge browse: [bold]{url}[/] ({len(manifest):,} images); decisions go to "
+                      f"{curation}; Ctrl-C stops", highlight=False)
+
+    serve(session, host, port, announce=announce)
+    console.print("stopped", highlight=False)
 
 
 @app.command()
@@ -422,6 +488,7 @@ def augment(
     prefix: Annotated[str, typer.Option(help="File name prefix.")] = "aug",
     size: Annotated[int | None, typer.Option(help="Resize images to SIZE x SIZE before augmenting.")] = None,
     split: Annotated[str | None, typer.Option(help="Only this split of a pre-split source (e.g. train).")] = None,
+    curation: CurationOpt = None,
     layout: LayoutOpt = "auto",
     option: OptionOpt = None,
     as_json: JsonOpt = False,
@@ -435,7 +502,7 @@ def augment(
     from pixelforge.data.read import read_dataset
 
     pipeline = Pipeline.from_spec(augment_spec)
-    manifest = read_dataset(source, layout=layout, **parse_options(option))
+    manifest = read_dataset(source, layout=layout, **read_options(option, curation))
     if split:
         if split not in manifest.split_names:
             fail(f"{source}: no split {split!r}; splits are {manifest.split_names or 'none'}")
@@ -530,6 +597,7 @@ def train(
         "--unfreeze-after", help="Train the head for N epochs, then every layer (implies --freeze).")] = None,
     layer_lr_ratio: Annotated[float | None, typer.Option(
         "--layer-lr-ratio", help="With --pretrained: the first layers learn at this fraction of --lr (default 0.1).")] = None,
+    curation: CurationOpt = None,
     layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
 ):
     """Train a model; writes the run folder (model.safetensors + model.json, checkpoints, curves, log, metrics)."""
@@ -537,7 +605,7 @@ def train(
     from pixelforge.train.run import lr_find_run, train_run
     from pixelforge.train.trainer import TrainingInterrupted
 
-    manifest = read_dataset(source, layout=layout, **parse_options(option))
+    manifest = read_dataset(source, layout=layout, **read_options(option, curation))
     options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
                                 precision, fixed_threads)
     if pretrained:
@@ -577,6 +645,7 @@ def cv(
     channels: ChannelsOpt = None, standardize: StandardizeOpt = None, seed: SeedOpt = 1, param: ParamOpt = None,
     group_column: GroupColumnOpt = None,
     threads: ThreadsOpt = None, fixed_threads: FixedThreadsOpt = False, precision: PrecisionOpt = "fp32",
+    curation: CurationOpt = None,
     layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
 ):
     """Stratified, shuffled, seeded k-fold cross-validation: accuracy mean ± std, per-fold curves, box plot."""
@@ -584,7 +653,7 @@ def cv(
     from pixelforge.train.callbacks import ProgressBar
     from pixelforge.train.crossval import cross_validate
 
-    manifest = read_dataset(source, layout=layout, **parse_options(option))
+    manifest = read_dataset(source, layout=layout, **read_options(option, curation))
     data = manifest.split("train") if "train" in manifest.split_names else manifest
     options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
                                 precision, fixed_threads)
@@ -616,6 +685,7 @@ def evaluate(
     wild_limit: Annotated[int, typer.Option("--wild-limit", help="Test images in the wild suite (seeded sample; 0 = all).")] = 2000,
     threshold: Annotated[float, typer.Option("--threshold", help="Accuracy drop that earns a recommendation.")] = 0.05,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the corruptions and the sample.")] = 0,
+    curation: CurationOpt = None,
     layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
 ):
     """Accuracy, per-class precision/recall/F1, confusion matrix (PNG + text), most confidently wrong images.
@@ -627,7 +697,7 @@ def evaluate(
     from pixelforge.train.evaluation import evaluate_model, report_dir
 
     model = load_model(run)
-    manifest = read_dataset(source, layout=layout, **parse_options(option))
+    manifest = read_dataset(source, layout=layout, **read_options(option, curation))
     if split:
         data = manifest.split(split)
     else:  # the split policy: the test split, else validation, else every image

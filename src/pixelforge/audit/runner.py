@@ -61,6 +61,7 @@ def run_audit(
     workers: int = 2,
     thumb: int | None = None,
     group_column: str | None = None,
+    curation=None,
 ) -> AuditReport:
     """Audit a dataset (any source ``read_dataset`` takes, or a Manifest).
 
@@ -68,14 +69,20 @@ def run_audit(
     random sample of that many images; options: per-check settings (e.g. ``{"label_epochs": 10}``);
     progress: True for rich progress bars on stderr, or a rich Progress to add tasks to.
     group_column: a metadata column (e.g. the photographer); a group with images in two splits is leakage.
+    curation: a ``pixelforge browse`` decisions file: applied to the data (unless the Manifest was read
+    with it), and the findings say which of their images are already decided.
     """
     names = parse_checks(checks)
     if isinstance(source, Manifest):
         manifest = source
+        if curation is not None and not _curated(manifest, curation):
+            from pixelforge.browse.curation import apply_curation
+
+            manifest = apply_curation(manifest, curation)
     else:
         from pixelforge.data.read import read_dataset
 
-        manifest = read_dataset(source, layout=layout)
+        manifest = read_dataset(source, layout=layout, curation=curation)
     if len(manifest) == 0:
         raise PixelforgeError("the dataset has no images to audit")
     sample_info = None
@@ -104,7 +111,18 @@ def run_audit(
         if owned:
             bar.stop()
     findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], names.index(f.check) if f.check in names else 99))
+    if curation is not None:
+        from pixelforge.browse.curation import mark_decided
+
+        mark_decided(findings, manifest, curation)
     return AuditReport(manifest, scan, findings, names, ctx.extras, timings, sample_info)
+
+
+def _curated(manifest: Manifest, curation) -> bool:
+    """Whether the Manifest was read with this curation file already (its note says so)."""
+    from pathlib import Path
+
+    return any(note.startswith(f"curation {Path(curation).name}:") for note in manifest.notes)
 
 
 def _run_check(name: str, ctx: AuditContext) -> list[Finding]:

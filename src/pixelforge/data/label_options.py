@@ -4,8 +4,10 @@
     include_labels="cat,dog"              keep only these classes
     exclude_labels="Not sure,Skip"        drop these (junk labels such as "Skip", "Not sure")
     min_per_class=20                      drop classes with fewer images
+    curation="curation.jsonl"             decisions made in ``pixelforge browse``: relabels, exclusions
 
-``label_map`` is applied first; the other options see the mapped names. Dropped images are deliberate
+``label_map`` is applied first; the other options see the mapped names; the curation file is applied
+last (its labels are the names the browser showed, see ``pixelforge.browse.curation``). Dropped images are deliberate
 exclusions, not read errors: they are counted per label in a note, not listed as skips. Class indices
 are recomputed from the labels that remain.
 """
@@ -18,12 +20,14 @@ from dataclasses import replace
 from pixelforge.data.manifest import Manifest, class_order
 from pixelforge.errors import LayoutError, ParameterError
 
-LABEL_OPTIONS = ("exclude_labels", "include_labels", "min_per_class", "label_map")
+LABEL_OPTIONS = ("exclude_labels", "include_labels", "min_per_class", "label_map", "curation")
 
 
 def pop_label_options(options: dict) -> dict:
-    """Take the label options out of a layout reader's options (so the reader never sees them)."""
-    return {key: options.pop(key) for key in LABEL_OPTIONS if key in options}
+    """Take the label options out of a layout reader's options (so the reader never sees them); an
+    option given as None is not given (the CLI passes ``curation=None`` without --curation)."""
+    taken = {key: options.pop(key) for key in LABEL_OPTIONS if key in options}
+    return {key: value for key, value in taken.items() if value is not None}
 
 
 def parse_label_list(value, what: str) -> list[str] | None:
@@ -63,8 +67,16 @@ def _counts(counter: Counter) -> str:
 
 
 def apply_label_options(manifest: Manifest, *, exclude_labels=None, include_labels=None, min_per_class=None,
-                        label_map=None) -> Manifest:
+                        label_map=None, curation=None) -> Manifest:
     """The manifest with classes renamed / merged and unwanted classes dropped (see the module doc)."""
+    if curation is not None:
+        from pixelforge.browse.curation import apply_curation
+
+        rest = {"exclude_labels": exclude_labels, "include_labels": include_labels, "min_per_class": min_per_class,
+                "label_map": label_map}
+        if any(v is not None for v in rest.values()):
+            manifest = apply_label_options(manifest, **rest)
+        return apply_curation(manifest, curation)
     mapping = parse_label_map(label_map)
     include = parse_label_list(include_labels, "include_labels")
     exclude = parse_label_list(exclude_labels, "exclude_labels")

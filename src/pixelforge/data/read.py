@@ -9,8 +9,9 @@ Layouts (one module each under ``pixelforge.data.layouts``):
   archive    zip / tar / tar.gz holding any of the above, read in place
   url        a remote file (archive, CSV, JSON) fetched over http(s) with a cache
 
-Label options (``label_map``, ``include_labels``, ``exclude_labels``, ``min_per_class``) work for every
-layout: they are applied to the reader's Manifest here (see ``pixelforge.data.label_options``).
+Label options (``label_map``, ``include_labels``, ``exclude_labels``, ``min_per_class``, and ``curation``,
+the decisions file ``pixelforge browse`` writes) work for every layout: they are applied to the reader's
+Manifest here (see ``pixelforge.data.label_options``).
 """
 
 from __future__ import annotations

@@ -105,16 +105,25 @@ def train_test_split(
     with the size rule's fraction unless ``test_size`` is given (group-aware with ``groups`` or
     ``group_column``)."""
     groups = _groups(manifest, groups, group_column)
+    train_rows, held_rows, _ = train_test_rows(manifest, test_size, seed, holdout_name, groups)
+    return manifest.subset(train_rows), manifest.subset(held_rows)
+
+
+def train_test_rows(manifest: Manifest, test_size: float | None = None, seed: int = 0, holdout_name: str = "test",
+                    groups=None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Row numbers of :func:`train_test_split`'s two parts, and the held-out part's name (a split's
+    name, or "hold-out")."""
+    pool = np.arange(len(manifest))
     if manifest.is_split and "train" in manifest.split_names:
         names = [holdout_name, "validation", "test"]
         other = next((n for n in names if n in manifest.split_names), None)
         if other is not None:
-            return manifest.split("train"), manifest.split(other)
-        groups = None if groups is None else np.asarray(groups)[manifest_rows(manifest, "train")]
-        manifest = manifest.split("train")
-    fraction = holdout_fraction(len(manifest)) if test_size is None else test_size
-    train_idx, test_idx = stratified_holdout(np.asarray(manifest.labels), fraction, seed, groups)
-    return manifest.subset(train_idx), manifest.subset(test_idx)
+            return manifest_rows(manifest, "train"), manifest_rows(manifest, other), other
+        pool = manifest_rows(manifest, "train")
+    fraction = holdout_fraction(len(pool)) if test_size is None else test_size
+    pool_groups = None if groups is None else np.asarray(groups)[pool]
+    train_idx, test_idx = stratified_holdout(np.asarray(manifest.labels)[pool], fraction, seed, pool_groups)
+    return pool[train_idx], pool[test_idx], "hold-out"
 
 
 def assign_splits(manifest: Manifest, seed: int = 0, test_size: float | None = None, groups=None,

@@ -157,8 +157,9 @@ def _download_weights(url: str, expected: str | None, root: Path, *, timeout: fl
                             directory=staging, total_timeout=timeout)
         if expected:
             _verify(path, expected, url)
-        in_name = _HASH_IN_NAME.search(name)
-        if in_name:
+        in_name = None if expected else _HASH_IN_NAME.search(name)
+        # a date or a step counter (model-20240101.pth) is all digits: only a hex hash has a letter
+        if in_name and any(c in "abcdef" for c in in_name.group(1)):
             _verify(path, in_name.group(1), f"{url} (its name carries the start of its SHA-256)")
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
@@ -263,7 +264,7 @@ def load_pretrained(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) ->
     if input_conv:
         messages.append(input_conv)
 
-    head_keys = {k for k in own if _is_head(k, getattr(model, "head_prefixes", ()))}
+    head_keys = {k for k in own if _is_head(k, head_prefixes(model))}
     missing = [k for k in own if k not in head_keys and k not in weights and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in weights if k not in own]
     mismatched = [f"{k}: weights {tuple(weights[k].shape)}, model {tuple(own[k].shape)}"
@@ -296,6 +297,16 @@ def load_pretrained(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) ->
         messages.append(f"batch-norm eps set to {model.timm_bn_eps:g}, as timm trains this model")
     loaded = sum(1 for k in own if k in weights and (head_fits or k not in head_keys))
     return {"loaded": loaded, "head": head, "input_conv": input_conv, "renamed": renamed, "messages": messages}
+
+
+def head_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """The classifier's key prefixes: a backbone's own, else the last dense or convolution layer (so any
+    zoo model can start from weights trained for another class count)."""
+    own = getattr(model, "head_prefixes", None)
+    if own:
+        return tuple(own)
+    names = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    return (names[-1],) if names else ()
 
 
 def _is_head(key: str, prefixes) -> bool:

@@ -187,13 +187,14 @@ def save_head_model(run_dir, extractor: Extractor, head: LinearHead, metrics: di
 def linear_probe(manifest: Manifest, features_file, extractor: Extractor, run_dir, C: float = 1.0, seed: int = 0,
                  group_column: str | None = None) -> dict:
     """Fit a linear head on the training part of the features, score it on the held-out part (the
-    split policy: the source's test split, else a stratified hold-out), save backbone + head."""
-    from pixelforge.data.split import group_ids
+    split policy of ``train_test_split``: the source's test split, else a stratified hold-out), save
+    backbone + head."""
+    from pixelforge.data.split import group_ids, train_test_rows
 
     data = read_features(features_file)
     feats, labels, rows = data["features"], data["labels"], data["rows"]
     groups = group_ids(manifest, group_column) if group_column else None
-    train_rows, held_rows, held_name = train_held_rows(manifest, seed, groups)
+    train_rows, held_rows, held_name = train_test_rows(manifest, seed=seed, groups=groups)
     position = {int(r): i for i, r in enumerate(rows)}  # manifest row -> features row (skipped images absent)
     train_at = [position[r] for r in train_rows.tolist() if r in position]
     held_at = [position[r] for r in held_rows.tolist() if r in position]
@@ -205,20 +206,3 @@ def linear_probe(manifest: Manifest, features_file, extractor: Extractor, run_di
     return {"run": str(run_dir), "accuracy": accuracy, "held_out": held_name, "held_out_images": len(held_at),
             "train_images": len(train_at), "C": C}
 
-
-def train_held_rows(manifest: Manifest, seed: int = 0, groups=None) -> tuple[np.ndarray, np.ndarray, str]:
-    """Manifest rows to train on and to score on, by the split policy (as ``train_test_split``)."""
-    from pixelforge.data.split import holdout_fraction, manifest_rows, stratified_holdout
-
-    names = manifest.split_names
-    if "train" in names:
-        for held in ("test", "validation"):
-            if held in names:
-                return manifest_rows(manifest, "train"), manifest_rows(manifest, held), held
-        pool = manifest_rows(manifest, "train")
-    else:
-        pool = np.arange(len(manifest))
-    labels = np.asarray(manifest.labels)[pool]
-    pool_groups = None if groups is None else np.asarray(groups)[pool]
-    train, held = stratified_holdout(labels, holdout_fraction(len(pool)), seed, pool_groups)
-    return pool[train], pool[held], "hold-out"

@@ -30,18 +30,24 @@ def lr_find(trainer, train, start_lr: float = 1e-7, end_lr: float = 10.0, steps:
     saved_optimizer = copy.deepcopy(trainer.optimizer.state_dict())
     net, optimizer = trainer._net, trainer.optimizer
     factor = (end_lr / start_lr) ** (1 / max(steps - 1, 1))
+    # each parameter group keeps its share of the rate (earlier layers slower when fine-tuning)
+    head_lr = optimizer.param_groups[-1]["initial_lr"]
+    shares = [group["initial_lr"] / head_lr for group in optimizer.param_groups]
     lrs, losses = [], []
     average, best = 0.0, math.inf
     rng = np.random.default_rng([trainer.seed, 999])
     net.train()
+    if trainer.transfer is not None:  # the first epoch's setup: frozen body, batch norm held
+        trainer.batch_size = batch_size
+        trainer._transfer_phase(0)
     try:
         step = 0
         while step < steps:
             order = rng.permutation(len(data))
             for images, labels in data.batches(batch_size, order):
                 lr = start_lr * factor**step
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                for group, share in zip(optimizer.param_groups, shares, strict=True):
+                    group["lr"] = lr * share
                 loss = F.cross_entropy(net(to_tensor(images)), torch.from_numpy(labels))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -49,7 +49,7 @@ def train_run(manifest: Manifest, run_dir, *, model: str, preprocess: Preprocess
     seed = trainer_options.get("seed", 0)
     train, validation, test, how = train_validation_test(manifest, seed, group_column=group_column)
     if resume:
-        _check_resumable(run_dir, model)
+        _check_resumable(run_dir, model, trainer_options.get("pretrained"))
     elif (run_dir / "checkpoint" / "last.json").exists():
         raise PixelforgeError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
     trainer = Trainer(model, preprocess, console=console, **trainer_options)
@@ -73,13 +73,19 @@ def train_run(manifest: Manifest, run_dir, *, model: str, preprocess: Preprocess
     return summary
 
 
-def _check_resumable(run_dir: Path, model: str) -> None:
+def _check_resumable(run_dir: Path, model: str, pretrained: str | None = None) -> None:
     from pixelforge.train.checkpoint import load_training_state
 
     _, meta = load_training_state(run_dir)
-    saved = (meta.get("run") or {}).get("model")
+    run = meta.get("run") or {}
+    saved = run.get("model")
     if saved and saved != model:
         raise PixelforgeError(f"{run_dir} was trained with --model {saved}; resume it with the same model, not {model}")
+    # the transfer settings shape the optimizer (a parameter group per layer group) and the preprocessing
+    started_from = (run.get("transfer") or {}).get("pretrained")
+    if "transfer" in run and started_from != pretrained:
+        said = f"--pretrained {started_from}" if started_from else "no --pretrained"
+        raise PixelforgeError(f"{run_dir} was started with {said}; resume it with the same options as it started")
 
 
 def lr_find_run(manifest: Manifest, run_dir, *, model: str, preprocess: Preprocess, batch_size: int = 32,

@@ -161,6 +161,7 @@ class Trainer:
         self.batch_size = 32
         self._net = None
         self._class_weight = None
+        self._resuming = False
         if not isinstance(model, str) and self.network is not None:
             from pixelforge.models import get_spec
 
@@ -207,8 +208,7 @@ class Trainer:
             return None
         transfer = Transfer(str(pretrained), sha256, bool(freeze), unfreeze_after,
                             DEFAULT_LAYER_LR_RATIO if layer_lr_ratio is None else layer_lr_ratio)
-        if self.network is None:
-            self.preprocess = default_preprocess(self.preprocess, self.model_name, transfer.source, self.model_params)
+        self.preprocess = default_preprocess(self.preprocess, self.model_name, transfer.source, self.model_params)
         return transfer
 
     @staticmethod
@@ -247,17 +247,18 @@ class Trainer:
         if self.network is None:
             torch.manual_seed(self.seed)
             self.network = build_model(self.model_name, (c, h, w), len(classes), **self.model_params)
-            if self.transfer is not None:
-                from pixelforge.train.transfer import load_source
-
-                self.transfer_report = load_source(self.network, self.transfer.source, self.transfer.sha256)
-                self.log(f"pre-trained weights: {self.transfer.source}"
-                         + "".join(f"; {note}" for note in self.transfer_report.get("messages", [])))
         elif list(self.network.config["input_shape"]) != [c, h, w] or self.network.config["num_classes"] != len(classes):
             raise PixelforgeError(
                 f"the model expects input {self.network.config['input_shape']} and "
                 f"{self.network.config['num_classes']} classes; the data has {[c, h, w]} and {len(classes)}"
             )
+        if self.transfer is not None and self.transfer_report is None and not self._resuming:
+            from pixelforge.train.transfer import load_source
+
+            # a resumed run takes every weight from its checkpoint: the source may be gone or offline
+            self.transfer_report = load_source(self.network, self.transfer.source, self.transfer.sha256)
+            self.log(f"pre-trained weights: {self.transfer.source}"
+                     + "".join(f"; {note}" for note in self.transfer_report.get("messages", [])))
         self.classes = list(classes)
         self._net = PreprocessedModel(BatchTransform(self.preprocess), self.network)
         if self.compile:
@@ -331,6 +332,7 @@ class Trainer:
             keep, held = stratified_holdout(train_data.y, validation_split, self.seed)
             train_data, validation = train_data.subset(keep), train_data.subset(held)
         self._fit_statistics(train_data)
+        self._resuming = resume_from is not None
         self.build(train_data.image_shape, train_data.classes)
         self._class_weight = self._class_weights(class_weight, train_data)
         val_data = None
@@ -411,7 +413,7 @@ class Trainer:
         if val_data is not None:
             scores = self.evaluate(val_data)
             logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
-        logs["lr"] = self.optimizer.param_groups[0]["lr"]
+        logs["lr"] = self.optimizer.param_groups[-1]["lr"]  # the head's (earlier layer groups learn slower)
         logs["seconds"] = time.perf_counter() - started
         return logs
 
@@ -429,7 +431,9 @@ class Trainer:
         bf16 = self.precision == "bf16"
         # a model may compute its gradients by hand (same numbers, no autograd graph): not compiled
         # (class weights take the autograd path: the hand-written step has none)
-        manual = None if self.compile or class_weight is not None else getattr(self.network, "train_step", None)
+        # (and a frozen body too: the hand-written step writes every gradient)
+        frozen = self.transfer is not None and self.transfer.frozen_at(epoch)
+        manual = None if self.compile or class_weight is not None or frozen else getattr(self.network, "train_step", None)
         transform = self._net.transform
         total = self.steps_per_epoch * self.epochs
         base_lrs = [g["initial_lr"] for g in optimizer.param_groups]

@@ -57,8 +57,10 @@ class Transfer:
         return self.unfreeze_after is None or epoch < self.unfreeze_after
 
 
-def source_model_config(source: str) -> dict | None:
+def source_model_config(source: str | None) -> dict | None:
     """The model.json of a pixelforge model folder (or the file itself), else None."""
+    if not source:
+        return None  # Path("") is the working folder: never read a model.json from there by accident
     path = Path(source)
     config = path / "model.json" if path.is_dir() else path if path.name == "model.json" else None
     if config is None or not config.is_file():
@@ -73,7 +75,8 @@ def is_backbone(network) -> bool:
     return hasattr(network, "layer_groups") and hasattr(network, "head_prefixes")
 
 
-def default_preprocess(spec: Preprocess, model_name: str, source: str, model_params: dict | None = None) -> Preprocess:
+def default_preprocess(spec: Preprocess, model_name: str, source: str | None,
+                       model_params: dict | None = None) -> Preprocess:
     """The spec to train with: the user's choices, with the pre-trained weights' size, channels and
     normalization filled in where the user left them open."""
     spec = copy.deepcopy(spec)
@@ -117,6 +120,8 @@ def load_source(network, source: str, sha256: str | None = None) -> dict:
     """Load the pre-trained weights into ``network``; a report of what was loaded and replaced."""
     from pixelforge.models.weights import load_pretrained, read_state_dict, resolve_weights
 
+    if Path(source).name == "model.json":  # a pixelforge model named by its config: its folder holds the weights
+        source = str(Path(source).parent)
     path = resolve_weights(source, sha256=sha256)
     report = load_pretrained(network, read_state_dict(path))
     report = dict(report or {})
@@ -176,8 +181,8 @@ def published_model(spec: str, weights: str | None, sha256: str | None = None, c
     The weights must be given (a file, URL or ``hf://`` id: nothing is downloaded implicitly). Class
     names come from ``class_names`` (a text file, one per line, or a JSON list), else from a
     ``config.json`` beside the weights (Hugging Face's ``label_names`` / ``id2label``), else they are
-    the indices ("class 0" …). Preprocessing as published: shortest side to 224, centre crop, ImageNet
-    mean/std.
+    the indices ("class 0" …). Preprocessing: shortest side to 224, centre square crop, ImageNet
+    mean/std (torchvision evaluates on a 224 crop of a 256 side, so top-1 is slightly below published).
     """
     from pixelforge.models import build_model
     from pixelforge.models.weights import resolve_weights
@@ -188,11 +193,19 @@ def published_model(spec: str, weights: str | None, sha256: str | None = None, c
     if not weights:
         raise ParameterError(f"{spec}: give the published weights with --weights (a file, an http(s) URL or "
                              "hf://owner/repo[/file]); pixelforge never downloads without being asked")
-    preprocess = default_preprocess(Preprocess(resize="crop"), name, "")
+    from pixelforge.models import get_spec
+
+    get_spec(name)
+    preprocess = default_preprocess(Preprocess(resize="crop"), name, None)
+    if preprocess.size is None:
+        raise ParameterError(f"{spec}: {name!r} is not a pre-trainable backbone; one of resnet18, resnet34, "
+                             "resnet50, mobilenet_v3_large, efficientnet_b0")
     network = build_model(name, (preprocess.channels, *preprocess.size), 1000)
     report = load_source(network, weights, sha256)
-    classes_found = network.get_submodule(network.head_prefixes[0]).out_features
-    names = read_class_names(class_names, resolve_weights(weights, sha256=sha256), classes_found)
+    if report.get("head") != "loaded":  # a random head would print confident nonsense
+        raise PixelforgeError(f"{weights}: these weights have no 1000-class ImageNet head for {name} "
+                              f"({report.get('head')}); use them with train --pretrained instead")
+    names = read_class_names(class_names, resolve_weights(weights, sha256=sha256), 1000)
     doc = {"architecture": {"name": name, "params": {}}, "input_shape": list(network.config["input_shape"]),
            "classes": names, "training": {"pretrained": weights, "loaded": report}}
     return SavedModel(network.eval(), BatchTransform(preprocess).eval(), names, preprocess, doc, Path(str(weights)))

@@ -61,9 +61,15 @@ def _cnn_trainer(seed: int, threads: int, batch: int):
 def backbone_features(ctx: AuditContext, rows: np.ndarray) -> np.ndarray:
     """Features of a pre-trained backbone (audit option ``backbone``: a pixelforge model folder or a zoo
     backbone with ``backbone_weights``) for the given rows: what judges the labels of photos."""
+    from pixelforge.errors import ParameterError
     from pixelforge.train.features import iterate_features, load_extractor
+    from pixelforge.train.transfer import source_model_config
 
-    extractor = load_extractor(str(ctx.option("backbone", "")), ctx.option("backbone_weights", None))
+    backbone, weights = str(ctx.option("backbone", "")), ctx.option("backbone_weights", None)
+    if source_model_config(backbone) is None and not weights:
+        raise ParameterError(f"backbone={backbone}: a zoo backbone needs its pre-trained weights "
+                             "(-o backbone_weights=FILE|URL|hf://…); random features cannot judge labels")
+    extractor = load_extractor(backbone, weights)
     part = ctx.manifest.subset(rows)
     out = np.zeros((len(rows), extractor.feature_dim), np.float32)
     task = ctx.task(f"backbone features ({extractor.name})", len(rows))
