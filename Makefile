@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-slow lint bench bench-audit bench-transfer pictures install clean experiment-curation experiment-wild-retrain fmnist-cv transfer-pretrain transfer-proof
+.PHONY: demo test test-slow test-fuzz lint bench bench-audit bench-transfer pictures install clean experiment-curation experiment-wild-retrain fmnist-cv transfer-pretrain transfer-proof
 
 $(BIN)/python:
 	$(shell command -v $(PY) >/dev/null 2>&1 && echo $(PY) || echo python3) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: $(TEST_STAMP)
 
 test-slow: $(TEST_STAMP)
 	$(BIN)/python -m pytest -m slow -o addopts='-q'
+
+# The readers fuzzed with many examples per case (tests/test_fuzz.py); the default suite runs a few.
+FUZZ_EXAMPLES ?= 300
+test-fuzz: $(TEST_STAMP)
+	PIXELFORGE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -m fuzz -o addopts='-q' tests/test_fuzz.py
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench docs

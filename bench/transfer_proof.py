@@ -8,7 +8,7 @@ The pre-trained model comes from ``make transfer-pretrain`` (``pixelforge train`
 training JPEGs, ResNet-18 at 64 px). No internet, no published weights: the gain measured here is what
 pre-training on *other* data buys a small photo set, the situation ImageNet weights are used in.
 
-Per seed, on clothing5 (858 train / 122 validation / 136 test photos, 5 classes), same epochs,
+Per seed, on clothing5 (858 train / 108 validation / 150 test photos, 5 classes), same epochs,
 batch, augmentation, optimizer and schedule:
   scratch        ``--model resnet18`` from random weights, at lr 0.05 and at the fine-tune's 0.01
   fine-tune      ``--pretrained`` + ``--unfreeze-after 2`` (head first, then every layer at
@@ -92,7 +92,7 @@ def main() -> None:
              f"`python -m bench.transfer_proof --pretrained {args.pretrained} --size {args.size} --epochs "
              f"{args.epochs} --seeds {' '.join(map(str, args.seeds))}`; same epochs, batch 32, augmentation "
              f"`{AUGMENT}`, SGD momentum 0.9 + cosine, bf16; the checkpoint-best model (val accuracy) scored on "
-             "the 136 test photos.", "",
+             "the 150 test photos.", "",
              "| contender | test accuracy (per seed) | mean | seconds per run |", "|---|---|---:|---:|"]
     for name, items in summary.items():
         accs = [r["test_accuracy"] for r in items]

@@ -10,6 +10,8 @@ picture is what a user gets from those commands:
                                                           chromium; else a figure drawn from report.json)
     pixelforge train    fashion --epochs 10 --out run   → curves.png
     pixelforge evaluate run fashion --wild              → confusion.png, wild.png (the suite's accuracy.png)
+    pixelforge browse   fashion --audit audit --run run → browse.png, browse-image.png, browse-confusion.png
+                                                          (Playwright and chromium, after a few decisions)
 
 Each PNG is quantized to a 256-colour palette so that it stays small (≤ 150 KB).
 """
@@ -135,6 +137,43 @@ def audit_figure(report_json: Path, dataset: Path, target: Path) -> Path:
     return out
 
 
+def browse_screenshots(work: Path, data: Path, out: Path) -> dict[str, Path]:
+    """`pixelforge browse fashion --audit audit --run run` in chromium (Playwright): the grid of the
+    model's most confident mistakes, an image page and the confusion matrix, after a few decisions."""
+    from playwright.sync_api import sync_playwright
+
+    from pixelforge.browse.server import Background
+    from pixelforge.browse.session import Session
+    from pixelforge.data.read import read_dataset
+
+    (work / "curation.jsonl").unlink(missing_ok=True)
+    session = Session(read_dataset(data), work / "curation.jsonl", audit=work / "audit", run=work / "run",
+                      source="fashion")
+    with Background(session) as url, sync_playwright() as pw:
+        session.predictions.wait()
+        wrong = session.select(session.parse({"outcome": "wrong", "sort": "confidence"}))
+        unsure = session.select(session.parse({"split": "test", "sort": "-confidence"}))
+        # a few decisions, as a user makes them, so the pictures show what they look like
+        key = session.manifest.locations
+        for r in unsure[1:3]:
+            session.decide([key[r]], "relabel", next(c for c, _ in session.top(r) if c != session.manifest.labels[r]))
+        session.decide([key[unsure[4]]], "exclude")
+        session.decide([key[unsure[6]]], "check")
+        browser = pw.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1180, "height": 760})
+        shots = {}
+        for name, path in (("browse", "?split=test&sort=-confidence&per=60"),
+                           ("browse-image", f"image/{wrong[0]}?outcome=wrong&sort=confidence"),
+                           ("browse-confusion", "confusion?split=test")):
+            page.goto(url + path)
+            page.wait_for_load_state("networkidle")
+            raw = work / f"{name}-raw.png"
+            page.screenshot(path=str(raw))
+            shots[name] = save_small(raw, out / f"{name}.png")
+        browser.close()
+    return shots
+
+
 def main(argv=None) -> dict[str, Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DOCS, help="folder for the PNGs (default: docs/)")
@@ -163,6 +202,7 @@ def main(argv=None) -> dict[str, Path]:
             "confusion": save_small(work / "run" / "evaluation" / "confusion.png", out / "confusion.png", 700),
             "wild": save_small(work / "run" / "evaluation" / "wild" / "accuracy.png", out / "wild.png"),
         }
+        pictures.update(browse_screenshots(work, data, out))
     for name, path in pictures.items():
         print(f"{name}: {path} ({path.stat().st_size / 1000:.0f} KB)")
     return pictures

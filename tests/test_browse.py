@@ -24,7 +24,18 @@ from pixelforge.errors import PixelforgeError
 
 pytest.importorskip("starlette")
 pytest.importorskip("httpx")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # starlette's TestClient prefers httpx2
+
+
+def client_for(app):
+    """Starlette's TestClient on this server's own address (the Host header the app accepts)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # recent starlette warns that it prefers httpx2 to httpx
+        from starlette.testclient import TestClient
+
+        return TestClient(app, base_url="http://127.0.0.1:8765")
+
 
 runner = CliRunner()
 
@@ -126,6 +137,7 @@ def test_info_train_and_audit_take_curation(tree, tmp_path):
     report = json.loads(result.stdout)
     assert report["images"] == 5
     decided = [f for f in report["findings"] if f["values"].get("decided")]
+    assert decided, [f["title"] for f in report["findings"]]
     for f in decided:
         notes = {e["location"]: e.get("note", "") for e in f["images"]}
         assert any("decided:" in n for n in notes.values()) and "already decided" in f["message"]
@@ -138,15 +150,13 @@ def test_info_train_and_audit_take_curation(tree, tmp_path):
 # ---- the web app ------------------------------------------------------------------------------------
 @pytest.fixture
 def browser_app(tree, tmp_path):
-    from starlette.testclient import TestClient
-
     from pixelforge.browse.app import create_app
     from pixelforge.browse.session import Session
 
     outside = png(tmp_path / "secret" / "private.png", 7)
     os.symlink(outside, tree / "cat" / "link.png")  # a link out of the dataset's folder
     session = Session(read_dataset(tree), tmp_path / "c.jsonl")
-    client = TestClient(create_app(session, token="s3cret-token"), base_url="http://127.0.0.1:8765")
+    client = client_for(create_app(session, token="s3cret-token"))
     return client, session
 
 
@@ -199,8 +209,6 @@ def test_the_page_carries_the_token_and_forbids_framing_and_inline_script(browse
 
 
 def test_class_names_file_names_and_metadata_are_escaped(tmp_path):
-    from starlette.testclient import TestClient
-
     from pixelforge.browse.app import create_app
     from pixelforge.browse.session import Session
 
@@ -213,7 +221,7 @@ def test_class_names_file_names_and_metadata_are_escaped(tmp_path):
         "images/plain.png,ok,fine\n")
     manifest = read_dataset(tmp_path / "table.csv")
     assert evil_class in manifest.classes and manifest.metadata["note"][0] == "<script>alert(3)</script>"
-    client = TestClient(create_app(Session(manifest, tmp_path / "c.jsonl")), base_url="http://127.0.0.1:8765")
+    client = client_for(create_app(Session(manifest, tmp_path / "c.jsonl")))
     row = next(i for i, loc in enumerate(manifest.locations) if loc.endswith(evil_file))
     for url in ["/", f"/image/{row}", "/?label=" + "%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E", "/?label=%3Cb%3E"]:
         text = client.get(url).text
@@ -224,14 +232,12 @@ def test_class_names_file_names_and_metadata_are_escaped(tmp_path):
 
 
 def test_grid_filters_page_and_reject_unknown_values(tree, tmp_path):
-    from starlette.testclient import TestClient
-
     from pixelforge.browse.app import create_app
     from pixelforge.browse.session import Session
 
     session = Session(read_dataset(tree), tmp_path / "c.jsonl")
     session.decide(["cat/0.png"], "relabel", "dog")
-    client = TestClient(create_app(session), base_url="http://127.0.0.1:8765")
+    client = client_for(create_app(session))
     tiles = lambda url: re.findall(r'data-key="([^"]+)" data-row', client.get(url).text)  # noqa: E731
     assert tiles("/?label=dog") == ["cat/0.png", "dog/0.png", "dog/1.png", "dog/2.png"], "curated labels"
     assert tiles("/?decided=relabelled") == ["cat/0.png"]
@@ -264,3 +270,63 @@ def test_browse_command_errors_are_one_line(tree, tmp_path):
     assert result.exit_code == 2 and "no audit report here" in result.output
     result = runner.invoke(app, ["browse", str(tree), "-o", "curation=x.jsonl"])
     assert result.exit_code == 2 and "drop -o curation=" in result.output
+
+
+def test_keep_one_of_a_duplicate_group_excludes_the_others_and_the_audit_shows_it_decided(tmp_path):
+    from pixelforge.browse.app import create_app
+    from pixelforge.browse.session import Session
+    from pixelforge.datasets.shapes import make_shapes
+
+    data = tmp_path / "shapes"
+    make_shapes(6, size=16, seed=0, exact_duplicates=1, write_to=data)
+    result = runner.invoke(app, ["audit", str(data), "--out", str(tmp_path / "audit"), "--checks", "duplicates"])
+    assert result.exit_code == 0, result.output
+    session = Session(read_dataset(data), tmp_path / "c.jsonl", audit=tmp_path / "audit")
+    finding = next(f for f in session.audit.findings if f.groups)
+    group = [session.manifest.locations[r] for r in finding.groups[0]]
+    client = client_for(create_app(session, token="t"))
+    page = client.get(f"/image/{finding.groups[0][0]}").text
+    assert page.count("data-keep=") == len(group)
+    answer = client.post("/api/decide", json={"keys": [group[1]], "action": "keep"}, headers={"x-pixelforge-token": "t"})
+    states = answer.json()["images"]
+    assert states[group[1]]["checked"] and not states[group[1]]["excluded"]
+    assert all(states[k]["excluded"] for k in group if k != group[1])
+    curated = read_dataset(data, curation=str(tmp_path / "c.jsonl"))
+    assert group[1] in curated.locations and not set(group) - {group[1]} & set(curated.locations)
+    summary = client.get("/summary").text
+    assert re.search(rf'<td class="num">{len(group)}</td>', summary), "the finding's images are all decided"
+    one = client.post("/api/decide", json={"keys": [curated.locations[0]] if curated.locations[0] not in group
+                                           else [curated.locations[-1]], "action": "keep"},
+                      headers={"x-pixelforge-token": "t"})
+    assert one.status_code == 400 and "in no duplicate group" in one.json()["error"]
+
+
+def test_with_a_run_the_confusion_matrix_cells_link_to_their_images_and_predictions_are_cached(tmp_path):
+    import html
+
+    from pixelforge.browse.app import create_app
+    from pixelforge.browse.session import Session
+    from pixelforge.datasets.shapes import make_shapes
+
+    data = tmp_path / "shapes"
+    make_shapes(8, size=16, seed=1, write_to=data)
+    result = runner.invoke(app, ["train", str(data), "--model", "dnn", "--size", "16", "--epochs", "1",
+                                 "--out", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 0, result.output
+    session = Session(read_dataset(data), tmp_path / "c.jsonl", run=tmp_path / "run")
+    session.start()
+    assert session.predictions.wait(timeout=120), session.predictions.error
+    client = client_for(create_app(session))
+    page = client.get("/confusion").text
+    cells = re.findall(r'<a href="(/\?label=[^"]+)">(\d+)</a>', page)
+    assert sum(int(n) for _, n in cells) == len(session.manifest)
+    for href, n in cells:
+        assert len(re.findall(r'data-key="[^"]+" data-row', client.get(html.unescape(href)).text)) == int(n)
+    wrong = client.get("/?outcome=wrong&sort=confidence").text
+    assert wrong.count("tile wrong") == wrong.count('class="tile')
+    row = session.select(session.parse({"sort": "confidence"}))[0]
+    assert "<h3>model</h3>" in client.get(f"/image/{row}").text and len(session.top(row)) == 4
+    again = Session(read_dataset(data), tmp_path / "c.jsonl", run=tmp_path / "run")
+    again.start()
+    assert again.predictions.ready and np.allclose(again.predictions.probs, session.predictions.probs, atol=1e-3), \
+        "the second start reads RUN/browse/ instead of predicting again"

@@ -7,7 +7,8 @@ How (one shared workspace, steps in README order, as a user would type them):
   Fashion-MNIST sample and the ``shapes`` generator, in the layout of the real data they stand for.
 - Paths outside the workspace and URLs are rewritten (table ``PATHS``): ``../shared/datasets`` and
   ``/tmp/ds`` point into the workspace, ``https://…/`` at a local http.server on 127.0.0.1.
-- Long runs are shortened (table ``FAST``): one epoch, two folds, ``--quick`` experiments.
+- Long runs are shortened (table ``FAST``): one epoch, two folds, ``--quick`` experiments; a command that
+  blocks (``pixelforge browse``, a server) runs its app without blocking (table ``BLOCKING``).
 - ``pixelforge …`` lines run in-process through typer's CliRunner and must exit 0; other shell lines
   (mkdir, tar) run in bash; ``make …`` lines are dry-run (``make -n``) in the repository, and only
   the targets in ``MAKE_NOT_RUN`` are never run for real (with the reason).
@@ -64,6 +65,12 @@ FAST_FLAGS = {
     "pixelforge experiment curation": ["--quick"],
     "pixelforge experiment wild-retrain": ["--quick"],
 }
+# Commands that block (a server running until Ctrl-C), and what their step does instead of blocking.
+BLOCKING = {
+    "pixelforge browse": "starts the same app on the same arguments, opens its pages and makes one decision "
+                         "through it as a user would (writing the curation file the next steps read), then returns; "
+                         "tests/test_browse*.py run the real server and a browser",
+}
 # make targets that are checked with `make -n` but never run for real, and why.
 MAKE_NOT_RUN = {
     "demo": "would install into .venv and write runs/demo in the repository; `pixelforge demo` runs below",
@@ -89,6 +96,7 @@ EXPECTED_FILES = {
     "pixelforge export runs/fmnist --onnx fmnist.onnx": ["fmnist.onnx"],
     "pixelforge experiment curation": ["runs/experiment-curation/curation.md"],
     "pixelforge experiment wild-retrain": ["runs/experiment-wild-retrain/wild_retrain.md"],
+    "pixelforge browse /tmp/ds/fashion-mnist": ["fashion-mnist.curation.jsonl"],
 }
 # The fixtures (workspace path → what it stands for); all tiny, written by `workspace`.
 FIXTURES = {
@@ -360,7 +368,36 @@ MAKE_EXPECTS = {  # what each documented target must (dry-)run
     "demo": "pixelforge demo",
     "test": "-m pytest",
     "test-slow": "-m slow",
+    "test-fuzz": "-m fuzz",
 }
+
+
+def _serve_once(session, host="127.0.0.1", port=8765, *, announce=print) -> None:
+    """Stands in for ``pixelforge.browse.server.serve`` (BLOCKING): every page answers, one decision is saved."""
+    import re as _re
+    import warnings
+
+    from pixelforge.browse.app import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette's TestClient prefers httpx2 to httpx
+        from starlette.testclient import TestClient
+
+        client = TestClient(create_app(session), base_url=f"http://127.0.0.1:{port}")
+    announce(f"http://127.0.0.1:{port}/")
+    session.start()
+    if session.predictions:
+        session.predictions.wait(timeout=120)
+    pages = ["/", "/image/0"] + (["/summary"] if session.audit else []) + (["/confusion"] if session.predictions else [])
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.text[-2000:])
+    token = _re.search(r'name="pixelforge-token" content="([^"]+)"', client.get("/").text).group(1)
+    m = session.manifest
+    other = next(c for c in session.classes if c != m.labels[0])
+    answer = client.post("/api/decide", json={"keys": [m.locations[0]], "action": "relabel", "value": other},
+                         headers={"x-pixelforge-token": token})
+    assert answer.status_code == 200, answer.text
 
 
 def run_bash_step(step: Step, ws: Path, server: str) -> None:
@@ -381,7 +418,10 @@ def run_bash_step(step: Step, ws: Path, server: str) -> None:
         return
     if words[0] == "pixelforge":
         args = fast_args(words)[1:]
-        result = CliRunner().invoke(app, args, catch_exceptions=True)
+        with pytest.MonkeyPatch.context() as mp:
+            if any(step.text.startswith(prefix) for prefix in BLOCKING):
+                mp.setattr("pixelforge.browse.server.serve", _serve_once)
+            result = CliRunner().invoke(app, args, catch_exceptions=True)
         output = result.output
         assert result.exit_code == 0, (
             f"README line {step.line}: `{step.text}`\nran: pixelforge {shlex.join(args)}\n"
@@ -402,7 +442,7 @@ def run_python_step(step: Step, ws: Path, server: str) -> None:
 
 # ---- the tests -----------------------------------------------------------------------------------
 # Steps that take long even on the tiny fixtures (seconds measured on 2 busy cores): `make test-slow`.
-SLOW: dict[str, str] = {}
+SLOW: dict[str, str] = {"make test-fuzz": "~60: 300 examples per fuzzed reader"}
 
 
 def _params():
@@ -456,6 +496,8 @@ def test_every_readme_command_is_run():
     make_targets = {s.text.split()[1] for s in steps() if s.text.startswith("make ")}
     stale = set(MAKE_NOT_RUN) - make_targets
     assert not stale, f"MAKE_NOT_RUN lists targets the README no longer shows: {stale}"
+    stale = [p for p in BLOCKING if not any(s.text.startswith(p) for s in steps())]
+    assert not stale, f"BLOCKING lists commands the README no longer shows: {stale}"
     assert {"demo", "test", "test-slow"} <= make_targets
 
 

@@ -601,11 +601,15 @@ def train(
     layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
 ):
     """Train a model; writes the run folder (model.safetensors + model.json, checkpoints, curves, log, metrics)."""
+    from rich.markup import escape
+
     from pixelforge.data.read import read_dataset
     from pixelforge.train.run import lr_find_run, train_run
     from pixelforge.train.trainer import TrainingInterrupted
 
     manifest = read_dataset(source, layout=layout, **read_options(option, curation))
+    for note in manifest.notes if not as_json else []:
+        err_console.print(f"[yellow]note[/] {escape(note)}", highlight=False)
     options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
                                 precision, fixed_threads)
     if pretrained:

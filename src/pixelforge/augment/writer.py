@@ -95,6 +95,9 @@ def augment_to_dir(
     preview_rows_data: list[list[np.ndarray]] = []
     preview_copies = max(1, min(int(counts.max(initial=0)) or 4, 8))
     written = 0
+    # names taken by this run, not by files already on disk: a rerun after a kill rewrites the same
+    # names (same seed) instead of adding second copies beside the first run's
+    used: set[tuple[Path, str]] = set()
     for i in range(len(manifest)):
         if progress is not None:
             progress(i)
@@ -110,8 +113,9 @@ def augment_to_dir(
         rng = np.random.default_rng([seed, i])
         if include_originals:
             name = f"{Path(manifest.locations[i]).stem}.{save_format}"
-            if (folder / name).exists():  # same file name in two source folders of one class
+            if (folder, name) in used:  # same file name in two source folders of one class
                 name = f"{Path(manifest.locations[i]).stem}_{i}.{save_format}"
+            used.add((folder, name))
             write_image(folder / name, to_uint8_image(image), save_format)
             rows_csv.append((f"{folder.name}/{name}", label, manifest.describe(i), i, 0))
             per_class[label] += 1
@@ -126,8 +130,9 @@ def augment_to_dir(
             preview_rows_data.append([image, *copies[:preview_copies]])
         for copy in copies[:n_copies]:
             name = save_to_dir_name(prefix, i, rng, save_format)
-            while (folder / name).exists():  # a hash collision with an earlier copy of this image
+            while (folder, name) in used:  # a hash collision with an earlier copy of this image
                 name = save_to_dir_name(prefix, i, rng, save_format)
+            used.add((folder, name))
             write_image(folder / name, to_uint8_image(copy), save_format)
             rows_csv.append((f"{folder.name}/{name}", label, manifest.describe(i), i, 1))
             per_class[label] += 1

@@ -140,7 +140,8 @@ def create_app(session: Session, *, allowed_hosts=LOCAL_HOSTS, token: str | None
         return page("confusion.html", request, cm=cm, split=split, peak=peak, splits=session.split_names)
 
     def picture(kind: str):
-        async def serve(request: Request) -> Response:
+        # a plain function: Starlette runs it in its thread pool, so decoding never stalls the other pages
+        def serve(request: Request) -> Response:
             row = request.path_params["row"]
             cache = request.app.state.images
             try:

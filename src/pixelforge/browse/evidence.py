@@ -105,28 +105,32 @@ CHUNK = 4096  # rows predicted per step: progress to show, and memory stays flat
 
 
 class Predictions:
-    """A saved model's class probabilities for every row, computed in a background thread on first
-    use and cached in ``RUN/browse/`` (keyed by the model's weights and the dataset's locations)."""
+    """A saved model's class probabilities for every row, computed in a worker process on first use
+    and cached in ``RUN/browse/`` (keyed by the model's weights and the dataset's locations).
+    Only model.json is read up front, so the server starts without waiting for torch and the weights."""
 
     def __init__(self, run, manifest: Manifest):
-        from pixelforge.train import load_model
-
-        self.model = load_model(run)
+        path = Path(run)
+        config = path / "model.json" if path.is_dir() else path
+        try:
+            doc = json.loads(config.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise PixelforgeError(f"{config}: no model here (--run takes a run folder written by pixelforge train)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PixelforgeError(f"{config}: not a pixelforge model.json ({exc})") from None
+        classes = doc.get("classes") if isinstance(doc, dict) else None
+        if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+            raise PixelforgeError(f"{config}: not a pixelforge model.json (no list of classes)")
+        self.run = config.parent
+        self.classes = list(classes)
         self.manifest = manifest
-        self.classes = list(self.model.classes)
         self.probs: np.ndarray | None = None  # rows x classes, NaN where an image could not be decoded
         self.done = 0
         self.error: str | None = None
         self._thread: threading.Thread | None = None
-        self.cache = Path(self.model.path) / "browse" / f"predictions-{self._key()}.npz"
-
-    def _key(self) -> str:
-        digest = hashlib.sha1()
-        weights = Path(self.model.path) / "model.safetensors"
-        stat = weights.stat() if weights.exists() else None
-        digest.update(f"{weights}:{stat.st_size if stat else 0}:{stat.st_mtime_ns if stat else 0}".encode())
-        digest.update("\n".join(self.manifest.locations).encode("utf-8", "surrogateescape"))
-        return digest.hexdigest()[:16]
+        digest = hashlib.sha1(json.dumps(doc.get("weights"), sort_keys=True).encode())
+        digest.update("\n".join(manifest.locations).encode("utf-8", "surrogateescape"))
+        self.cache = self.run / "browse" / f"predictions-{digest.hexdigest()[:16]}.npz"
 
     @property
     def ready(self) -> bool:
@@ -149,25 +153,40 @@ class Predictions:
         self._thread = threading.Thread(target=self._compute, name="pixelforge-predictions", daemon=True)
         self._thread.start()
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the predictions are computed (or failed, or ``timeout`` passed); whether they are ready."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.ready
+
+    def stop(self) -> None:
+        """Stop predicting (the server is closing): pending chunks are dropped, the worker ends."""
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
     def _compute(self) -> None:
-        from pixelforge.train.evaluation import predict_manifest
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
         n = len(self.manifest)
         probs = np.full((n, len(self.classes)), np.nan, np.float32)
+        # one worker process: torch and the decoding never take the server's GIL or memory
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_leave_ctrl_c_to_the_server)
         try:
-            for start in range(0, n, CHUNK):
-                part = self.manifest.subset(np.arange(start, min(n, start + CHUNK)))
-                # labels the model does not know are fine here: we only want its probabilities
-                part = _with_known_labels(part, self.classes)
-                try:
-                    p, _truth, rows = predict_manifest(self.model, part, skipped=[])
+            jobs = [self._pool.submit(_predict_rows, str(self.run), self.manifest.subset(np.arange(i, min(n, i + CHUNK))))
+                    for i in range(0, n, CHUNK)]
+            for start, job in zip(range(0, n, CHUNK), jobs, strict=True):
+                p, rows = job.result()
+                if p is not None:
                     probs[start + rows] = p
-                except PixelforgeError:
-                    pass  # a chunk with no decodable image stays NaN
                 self.done = min(n, start + CHUNK)
         except Exception as exc:  # shown on the page; the browser keeps working without predictions
             self.error = f"{type(exc).__name__}: {exc}"
             return
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self.probs = probs
         self._save(probs)
 
@@ -188,6 +207,35 @@ class Predictions:
         pred = np.where(ok, np.nan_to_num(probs, nan=-1).argmax(1), -1)
         conf = np.where(ok, np.nan_to_num(probs, nan=0).max(1), np.nan)
         return pred.astype(np.int64), conf.astype(np.float32)
+
+
+_MODELS: dict = {}  # in the worker process: run folder → its loaded model
+
+
+def _leave_ctrl_c_to_the_server() -> None:
+    """Ctrl-C reaches the whole process group: the worker ignores it and the server stops it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _predict_rows(run: str, part: Manifest):
+    """(probabilities, rows of ``part`` decoded), or (None, None) when none decodes; runs in the worker."""
+    from pixelforge.train import load_model
+    from pixelforge.train.evaluation import predict_manifest
+
+    if run not in _MODELS:
+        import torch
+
+        torch.set_num_threads(1)  # the other core serves pages
+        _MODELS[run] = load_model(run)
+    model = _MODELS[run]
+    try:
+        # labels the model does not know are fine here: only its probabilities are wanted
+        p, _truth, rows = predict_manifest(model, _with_known_labels(part, model.classes), skipped=[])
+    except PixelforgeError:
+        return None, None
+    return p, rows
 
 
 def _with_known_labels(part: Manifest, classes: list[str]) -> Manifest:

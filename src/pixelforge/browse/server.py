@@ -60,7 +60,10 @@ def serve(session: Session, host: str = "127.0.0.1", port: int = 8765, *, announ
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled, after a clean shutdown: for a server it is the way to stop
     finally:
+        session.stop()
         sock.close()
 
 
@@ -92,4 +95,5 @@ class Background:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.session.stop()
         self.sock.close()

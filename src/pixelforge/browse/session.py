@@ -77,6 +77,10 @@ class Session:
         if self.predictions:
             self.predictions.start()
 
+    def stop(self) -> None:
+        if self.predictions:
+            self.predictions.stop()
+
     # ---- the curated state -----------------------------------------------------------------------
     def labels(self) -> np.ndarray:
         """Each row's class index in ``self.classes``, relabels applied."""
@@ -130,6 +134,8 @@ class Session:
         f.split = params.get("split") or None
         if f.split is not None and f.split not in (*self.split_names, "none"):
             raise ParameterError(f"no split {f.split!r}")
+        if self.audit is None and (params.get("finding") or params.get("group")):
+            raise ParameterError("no audit to filter by: start browse with --audit REPORT_DIR")
         f.finding = number("finding", int, 0, len(self.audit.findings) - 1 if self.audit else -1)
         if params.get("group"):
             try:

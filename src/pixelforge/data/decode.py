@@ -289,6 +289,8 @@ def decode_image(
             arr = arr[:, :, 0]
         if arr.ndim not in (2, 3):
             raise DecodeError(f"{name}: expected a 2-D or 3-D image array, got shape {arr.shape}")
+        if arr.size == 0:  # e.g. a (0, 0) dataset in an HDF5 file (found by fuzzing)
+            raise DecodeError(f"{name}: image has no pixels (shape {arr.shape})")
         return _to_channels(np.ascontiguousarray(arr), channels)
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"{name}: expected encoded bytes or an array, got {type(data).__name__}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,22 @@ def safe_relative_path(path: str, *, what: str = "path", prefix: str = "") -> st
     if norm in ("..", ".") or norm.startswith("../"):
         raise UnsafePathError(f"{what} {text!r} escapes the dataset root")
     return norm
+
+
+def not_regular_reason(mode: int) -> str:
+    kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+    return f"not a regular file ({kind}); not opened"
+
+
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8: the bytes of a file name that is not UTF-8 (legal on Linux; Python
+    keeps them as surrogates) become backslash escapes, ``caf\\xe9.png``, for stores and reports."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte (e.g. "\\ud800" in a JSON file)
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 class Storage:
@@ -74,8 +91,8 @@ class FileStorage(Storage):
     def read(self, location: str) -> bytes:
         path = os.path.join(self._root, safe_relative_path(location))
         try:
-            with open(path, "rb") as handle:
-                return handle.read()
+            # O_NONBLOCK: opening a named pipe must not wait for a writer; fstat then refuses it
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             raise PixelforgeError(f"{path}: file not found") from None
         except IsADirectoryError:
@@ -84,18 +101,56 @@ class FileStorage(Storage):
             raise PixelforgeError(f"{path}: permission denied") from None
         except OSError as exc:
             raise PixelforgeError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise PixelforgeError(f"{path}: {not_regular_reason(mode)}")
+            try:
+                return handle.read()
+            except OSError as exc:
+                raise PixelforgeError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
     def exists(self, location: str) -> bool:
         return self.path(location).is_file()
 
     def list_files(self) -> list[str]:
+        """Regular files (and links to them) below the root, sorted folder by folder, links to folders
+        followed once. What is not listed is recorded in ``self.unlisted`` (location → reason) for the
+        layout to report: named pipes, sockets and devices (reading a pipe blocks forever), broken
+        links, folders that cannot be opened, and folders reached a second time (a symlink loop)."""
         found: list[str] = []
-        root = str(self.root)
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            rel = os.path.relpath(dirpath, root)
-            prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-            found.extend(prefix + name for name in sorted(filenames))
+        self.unlisted: dict[str, str] = {}
+        seen: set[tuple[int, int]] = set()
+        stack = [("", self._root)]
+        while stack:
+            rel, folder = stack.pop()
+            try:
+                info = os.stat(folder)
+                with os.scandir(folder) as listing:
+                    entries = sorted(listing, key=lambda e: e.name)
+            except OSError as exc:
+                self.unlisted[rel or "."] = f"cannot list this folder ({exc.strerror or exc})"
+                continue
+            if (info.st_dev, info.st_ino) in seen:
+                self.unlisted[rel] = "folder already listed through another path (a symbolic link loop?)"
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            folders = []
+            for entry in entries:
+                name = rel + entry.name
+                try:
+                    mode = entry.stat().st_mode  # follows links
+                except OSError as exc:
+                    self.unlisted[name] = ("broken symbolic link" if entry.is_symlink()
+                                           else f"cannot read ({exc.strerror or exc})")
+                    continue
+                if stat.S_ISDIR(mode):
+                    folders.append((name + "/", entry.path))
+                elif stat.S_ISREG(mode):
+                    found.append(name)
+                else:
+                    self.unlisted[name] = not_regular_reason(mode)
+            stack.extend(reversed(folders))  # depth first, in name order, like os.walk
         return found
 
     def empty_folders(self) -> list[str]:

@@ -184,6 +184,7 @@ class Manifest:
     def with_splits(self, splits: list[str]) -> Manifest:
         out = self.subset(np.arange(len(self)))
         out.splits = list(splits)
+        out.skipped = list(self.skipped)  # the same rows: the reader's skips still hold
         return out
 
     # ---- reading ---------------------------------------------------------------------------

@@ -5,7 +5,8 @@ Layout of a store (format 1), all at the file's root:
   labels    (N,) class indices, uint8/uint16/uint32 by class count
   classes   (K,) class names (UTF-8); labels index into it
   splits    (N,) "train" / "test" / "validation" per row
-  sources   (N,) where every image came from (file path, archive member, URL…)
+  sources   (N,) where every image came from (file path, archive member, URL…); names that are not
+            UTF-8 (legal on Linux) are stored with backslash escapes, ``caf\\xe9.png``
   skipped/items, skipped/reasons   what could not be stored, and why
   attrs: pixelforge_store=1, preprocess (Preprocess JSON with the channel mean/std of the training
          split), mean, std (per channel, in [0, 1] units), source, layout, pixelforge_version
@@ -31,6 +32,7 @@ import numpy as np
 
 from pixelforge.atomic import atomic_path
 from pixelforge.data.loader import iterate_decoded
+from pixelforge.data.locations import printable
 from pixelforge.data.manifest import Manifest, Skip, index_dtype
 from pixelforge.data.preprocess import Preprocess
 from pixelforge.data.split import assign_splits
@@ -40,6 +42,7 @@ from pixelforge.errors import PixelforgeError
 STORE_FORMAT = 1
 COMPRESSIONS = ("gzip", "lzf", "none")
 CHUNK_BYTES = 1 << 20
+SPACE_MARGIN = 4 * CHUNK_BYTES  # free space kept for HDF5's chunk cache and metadata at close
 
 
 @dataclass
@@ -82,7 +85,8 @@ def _compression_args(compression: str) -> dict:
 def _strings(f, name: str, values: list[str], **kwargs) -> None:
     import h5py
 
-    data = np.array(values, dtype=object)
+    # HDF5 strings are UTF-8: a file name that is not (legal on Linux) is stored backslash-escaped
+    data = np.array([printable(v) for v in values], dtype=object)
     f.create_dataset(name, data=data, dtype=h5py.string_dtype("utf-8"), **kwargs)
 
 
@@ -142,6 +146,7 @@ def write_store(
                         f"{manifest.describe(int(rows[0]))}: decoded to {batch.shape[1:]} {batch.dtype}, but "
                         f"earlier images are {images.shape[1:]} {images.dtype}; give --size and --channels"
                     )
+                _check_space(path.parent, batch.nbytes, (written + len(batch)) * batch[0].nbytes, path)
                 images.resize(written + len(batch), axis=0)
                 images[written : written + len(batch)] = batch
                 written += len(batch)
@@ -156,6 +161,7 @@ def write_store(
                 raise PixelforgeError(f"{manifest.source or 'source'}: no image could be decoded ({reasons})")
             rows = np.concatenate(kept_rows)
             shape, dtype = tuple(images.shape[1:]), str(images.dtype)
+            _check_space(path.parent, sum(len(manifest.locations[i]) + 64 for i in rows), written * images[0].nbytes, path)
             _write_tables(f, manifest, rows, skipped, comp)
             mean, std = _write_stats(f, spec, stats, manifest)
     splits = [manifest.splits[i] or "train" for i in rows]
@@ -165,6 +171,19 @@ def write_store(
         classes=list(manifest.classes), counts_by_split=counts, mean=mean, std=std, skipped=skipped,
         bytes=path.stat().st_size,
     )
+
+
+def _check_space(folder: Path, needed: int, data_bytes: int, path: Path) -> None:
+    """Stop while HDF5 can still close the file: on a full disk it cannot flush its caches, keeps the
+    file open and crashes the interpreter at exit (measured: a segfault after the error message).
+    The margin is what its caches may hold: at most a few chunks, less for a small store."""
+    try:
+        info = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return
+    margin = min(SPACE_MARGIN, 2 * data_bytes + (256 << 10))
+    if info.f_bavail * info.f_frsize < needed + margin:
+        raise PixelforgeError(f"{path}: cannot write (no space left on the device); no partial file was left")
 
 
 def _write_tables(f, manifest: Manifest, rows: np.ndarray, skipped: list[Skip], comp: dict) -> None:

@@ -10,14 +10,20 @@ batches, streamed training data) goes through here:
   at most ``ahead`` items in flight (memory stays bounded however many items there are); inline,
   without any pool, for one worker;
 - ``prefetch(source, depth)``: run an iterator in a background thread, ``depth`` items ahead.
+
+Worker processes end with their parent, however it ends (``die_with_parent``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import queue
+import signal
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -63,8 +69,42 @@ def make_executor(kind: str, workers: int, *, initializer=None, initargs=(), pre
     raise ParameterError(f"worker kind must be one of {KINDS}, got {kind!r}")
 
 
-def _init_process(fn, context) -> None:
+def die_with_parent(owner: int) -> None:
+    """Make this worker process end when its parent does, even on kill -9 of the parent (which runs no
+    clean-up): otherwise it sleeps forever on a queue it shares with its siblings. Linux: the kernel
+    sends SIGKILL when the parent goes (prctl PR_SET_PDEATHSIG); elsewhere a thread polls the parent."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
+                if not _running(owner):  # the owner went before the prctl: nobody would send the signal
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent and _running(owner):
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="pixelforge-parent-watch").start()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _init_process(owner, fn, context) -> None:
     # no cv2.setNumThreads here: in a forked child it waits forever on the parent's pool (measured)
+    die_with_parent(owner)
     _STATE["job"] = (fn, context)
 
 
@@ -88,7 +128,8 @@ def ordered_map(fn: Callable, items: Iterable, *, workers: int = 1, kind: str = 
         return
     ahead = max(1, 4 * workers if ahead is None else ahead)
     if kind == "process":
-        pool = make_executor(kind, workers, initializer=_init_process, initargs=(fn, context), preload=preload)
+        pool = make_executor(kind, workers, initializer=_init_process,
+                             initargs=(os.getpid(), fn, context), preload=preload)
 
         def submit(item):
             return pool.submit(_call_in_process, item)

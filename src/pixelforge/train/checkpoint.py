@@ -5,6 +5,7 @@ configuration). Written atomically after every epoch; no pickle anywhere."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -41,7 +42,11 @@ def save_training_state(run_dir, trainer, epochs_done: int) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in trainer.network.state_dict().items()}
     optim_tensors, optim_meta = _optimizer_tensors(trainer.optimizer)
     tensors.update(optim_tensors)
-    with atomic_path(weights_path) as tmp:
+    # Kill -9 safe at any point: the new weights go beside the old ones (``last.next``), last.json then
+    # switches to them by their digest, and only then do they take the old ones' name. A run killed in
+    # between still has a matching pair (see ``load_training_state``).
+    staged = _staged(weights_path)
+    with atomic_path(staged) as tmp:
         save_file(tensors, str(tmp))
         digest = sha256_file(tmp)
     write_json(meta_path, {
@@ -53,6 +58,11 @@ def save_training_state(run_dir, trainer, epochs_done: int) -> None:
         "run": trainer.run_config(),
         "sha256": digest,
     })
+    os.replace(staged, weights_path)
+
+
+def _staged(weights_path: Path) -> Path:
+    return weights_path.with_name("last.next.safetensors")
 
 
 def load_training_state(run_dir) -> tuple[dict, dict]:
@@ -61,7 +71,7 @@ def load_training_state(run_dir) -> tuple[dict, dict]:
     from safetensors.torch import load_file
 
     weights_path, meta_path = state_paths(run_dir)
-    if not meta_path.is_file() or not weights_path.is_file():
+    if not meta_path.is_file() or not (weights_path.is_file() or _staged(weights_path).is_file()):
         raise PixelforgeError(f"{Path(run_dir)}: no checkpoint to resume from (checkpoint/last.json is missing)")
     try:
         meta = json.loads(meta_path.read_text())
@@ -69,6 +79,9 @@ def load_training_state(run_dir) -> tuple[dict, dict]:
         raise PixelforgeError(f"{meta_path}: damaged checkpoint ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
         raise PixelforgeError(f"{meta_path}: not a pixelforge training checkpoint")
+    staged = _staged(weights_path)
+    if staged.is_file() and sha256_file(staged) == meta.get("sha256"):
+        os.replace(staged, weights_path)  # killed after last.json switched, before the rename: finish it
     if sha256_file(weights_path) != meta.get("sha256"):
         raise PixelforgeError(f"{weights_path}: does not match last.json (SHA-256 differs); cannot resume safely")
     try:

@@ -67,6 +67,8 @@ def train_run(manifest: Manifest, run_dir, *, model: str, preprocess: Preprocess
     trainer.save(run_dir, metrics=metrics)
     summary = {"run": str(run_dir), "model": model, "splits": how, "train_images": len(train),
                "validation_images": len(validation), "epochs_run": len(history.epoch), "metrics": metrics,
+               # what was read (label options and curation applied), so a run says what it learned from
+               "data": {"images": len(manifest), "class_counts": manifest.class_counts(), "notes": list(manifest.notes)},
                "files": {name: str(run_dir / name) for name in
                          ("model.json", "model.safetensors", "metrics.json", "history.json", "curves.png", "log.csv")}}
     write_json(run_dir / "metrics.json", summary)

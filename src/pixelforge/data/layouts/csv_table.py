@@ -265,9 +265,13 @@ def _read_rows(fh, names, *, source, path, storage, member_prefix, path_column, 
     metadata: dict[str, list[str]] = {name: [] for name in meta_cols}
     url_storage = None
     locations, labels, splits, skipped = [], [], [], []
+    blank_rows = 0
     for lineno, row in enumerate(reader, start=header_lines + 1):
-        if not row or not any(cell.strip() for cell in row):
-            continue  # blank line
+        if not row:
+            continue  # an empty line
+        if not any(cell.strip() for cell in row):
+            blank_rows += 1  # fields, all empty: no image, but counted so that rows in = read + skipped + ignored
+            continue
         item = f"{source} line {lineno}"
         if len(row) <= max(column, label_idx, split_idx or 0):
             skipped.append(Skip(item, f"has {len(row)} field(s), expected {len(names)}"))
@@ -312,6 +316,7 @@ def _read_rows(fh, names, *, source, path, storage, member_prefix, path_column, 
     return finish_manifest(
         locations=locations, labels=labels, splits=splits, storage=url_storage or storage,
         layout="csv", source=source, skipped=skipped, notes=paths.notes(), metadata=metadata,
+        ignored={"blank_rows": blank_rows} if blank_rows else None,
     )
 
 

@@ -2,7 +2,8 @@
 (``root/clothes/dress/…``, label = leaf folder, top folder or the full path).
 
 Works on any tree storage (a folder on disk or an archive), so a zip of a folder reads the same.
-Hidden files and non-image files are counted in ``Manifest.ignored``, never loaded.
+Hidden files and non-image files are counted in ``Manifest.ignored``, never loaded; what the storage
+could not list as a regular file (a named pipe, a broken link, an unreadable folder) is a named skip.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 from pixelforge.data.locations import Storage
-from pixelforge.data.manifest import SPLIT_ALIASES, Manifest
+from pixelforge.data.manifest import SPLIT_ALIASES, Manifest, Skip
 from pixelforge.errors import LayoutError
 
 IMAGE_EXTENSIONS = frozenset(
@@ -84,6 +85,16 @@ def read_directory_layout(
         labels.append(label)
         splits.append(split)
 
+    # pipes, sockets, devices, broken links, unreadable folders: named skips, never opened
+    unlisted = getattr(storage, "unlisted", {})
+    skipped = []
+    for rel, reason in unlisted.items():
+        if prefix and not rel.startswith(prefix + "/"):
+            continue
+        if any(part.startswith(".") for part in rel.split("/")):
+            ignored["hidden"] += 1
+        else:
+            skipped.append(Skip(storage.describe(rel), reason))
     if ignored["unlabelled"]:
         notes.append(f"{ignored['unlabelled']} image(s) directly in the root folder have no class folder and were not loaded")
     if any(splits) and not all(splits):
@@ -100,7 +111,16 @@ def read_directory_layout(
     manifest = Manifest(
         locations=locations, labels=labels, storage=storage, splits=splits,
         layout="directory", source=source or base, ignored={k: v for k, v in ignored.items() if v}, notes=notes,
+        skipped=skipped,
     )
+    # Linux folders "Cat" and "cat" are two classes; say so, since on macOS or Windows they would be one
+    by_case: dict[str, list[str]] = {}
+    for name in manifest.classes:
+        by_case.setdefault(name.casefold(), []).append(name)
+    for names in by_case.values():
+        if len(names) > 1:
+            manifest.notes.append(f"classes {', '.join(map(repr, names))} differ only in letter case; they are "
+                                  "kept apart (relabel with label_map= to merge them)")
     if manifest.num_classes == 1:
         manifest.notes.append(f"only one class ({manifest.classes[0]!r}): a classifier needs at least two")
     return manifest

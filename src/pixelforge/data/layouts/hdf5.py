@@ -266,8 +266,19 @@ def read_hdf5_layout(
     label_attr: attribute that names the class of a group or dataset (default "label").
     classes: class names for integer labels when the file has none.
     """
-    h5py = _h5py()
     path = Path(path)
+    try:
+        return _read_layout(path, images_key, labels_key, label_attr, classes)
+    except (KeyError, OSError, RuntimeError, ValueError, TypeError) as exc:
+        # a damaged file fails deep inside h5py (found by tests/test_fuzz.py: a flipped bit in a
+        # dataspace raised KeyError "dataspace dim 0 size of 65540 is greater than maxdim size of 4")
+        if isinstance(exc, PixelforgeError):
+            raise
+        raise LayoutError(f"{path}: damaged or unreadable HDF5 file ({exc})") from None
+
+
+def _read_layout(path: Path, images_key, labels_key, label_attr, classes) -> Manifest:
+    h5py = _h5py()
     with open_hdf5(path) as f:
         if STORE_MARK in f.attrs and images_key is None and labels_key is None:
             return _read_store(path, f)
