@@ -349,6 +349,15 @@ def test_hdf5_files_with_odd_dtypes_and_shapes_end_in_a_manifest_or_one_error(
 
 
 # ---- regression tests for inputs fuzzing found ------------------------------------------------------
+def test_a_tiff_claiming_a_huge_width_is_a_decode_error_with_opencv():
+    data = bytearray(_generated("TIFF"))
+    width_tag = data.index(b"\x00\x01\x04\x00\x01\x00\x00\x00")  # tag 256 (width), LONG, count 1
+    data[width_tag + 10] = 0x10  # found by fuzzing: width 1,048,586 made cv2.imdecode assert, not fail
+    for backend in ("opencv", "pillow"):
+        with pytest.raises(DecodeError):
+            decode_image(bytes(data), backend=backend)
+
+
 def test_an_hdf5_file_with_a_flipped_dataspace_bit_is_one_layout_error(tmp_path):
     path = tmp_path / "data.h5"
     with h5py.File(path, "w") as f:
@@ -370,3 +379,10 @@ def test_an_empty_image_in_an_hdf5_class_group_is_a_named_skip(tmp_path):
     skipped = []
     list(iterate_decoded(manifest, Preprocess(size=(8, 8)), skipped=skipped, workers=1))
     assert [s.reason for s in skipped] == ["image has no pixels (shape (0, 0))"]
+
+
+@pytest.mark.parametrize("fmt, where, bit", [("zip", 0.904296875, 6), ("npz", 0.830078125, 0)])
+def test_a_zip_or_npz_with_a_flipped_version_or_method_is_one_error(tmp_path_factory, fmt, where, bit):
+    # found by fuzzing: zipfile raised NotImplementedError ("zip file version 8.4", "compression method")
+    test_byte_flipped_containers_end_in_a_manifest_or_one_error.hypothesis.inner_test(
+        tmp_path_factory, [(where, bit)], fmt)

@@ -212,7 +212,10 @@ def _decode_opencv(data: bytes, name: str, max_pixels, background, draft_size, h
             pass
     buf = np.frombuffer(data, dtype=np.uint8)
     flags, _scale = _reduced_flag(header, draft_size)
-    arr = cv2.imdecode(buf, flags) if len(buf) else None
+    try:
+        arr = cv2.imdecode(buf, flags) if len(buf) else None
+    except cv2.error as exc:  # e.g. a damaged TIFF header claiming a million pixels of width (fuzzing)
+        raise DecodeError(f"{name}: not an image file OpenCV can read ({str(exc).strip().splitlines()[-1]})") from None
     if arr is None:
         raise DecodeError(f"{name}: not an image file OpenCV can read (corrupt, truncated or empty)")
     if header is not None and header.format == "png" and header.components == 2 and arr.ndim == 3:

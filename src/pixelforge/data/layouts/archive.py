@@ -150,7 +150,7 @@ class ZipStorage(ArchiveStorage):
         if self._zip is None or self._pid != os.getpid():
             try:
                 self._zip = zipfile.ZipFile(self.path)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:  # a version from the future
                 raise LayoutError(f"{self.path}: not a readable zip archive ({exc})") from None
             self._pid = os.getpid()
         return self._zip

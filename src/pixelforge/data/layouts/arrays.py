@@ -21,6 +21,7 @@ import io
 import os
 import posixpath
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +155,7 @@ def read_npz_layout(path, x_key: str | None = None, y_key: str | None = None, *,
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise LayoutError(f"{source}: a single .npy array, expected an .npz with images and labels")
             return _read_npz(npz, x_key, y_key, classes, pixel_shape, source)
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, zlib.error) as exc:  # damaged (fuzzing)
         raise LayoutError(f"{source}: not a readable .npz file ({exc})") from None
     except ValueError as exc:
         if "pickle" in str(exc).lower():
