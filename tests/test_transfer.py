@@ -199,10 +199,13 @@ def test_audit_judges_labels_with_backbone_features(shapes_dir, pretrained_run):
     from pixelforge.audit.runner import run_audit
 
     _, manifest = shapes_dir
-    report = run_audit(manifest, checks="labels", options={"backbone": str(pretrained_run)})
+    report = run_audit(manifest, checks="labels,duplicates", options={"backbone": str(pretrained_run)})
     found = [f for f in report.findings if f.check == "labels"]
     assert found and "logistic regression on" in found[0].message
     assert found[0].values["model"] == "backbone"
+    assert report.extras["near_duplicates"]["candidates"] > 0  # the backbone's neighbours were verified
+    with pytest.raises(ValueError, match="pre-trained weights"):  # random features judge nothing
+        run_audit(manifest, checks="labels", options={"backbone": "resnet18"})
 
 
 def test_published_weights_without_an_imagenet_head_are_refused(tmp_path):

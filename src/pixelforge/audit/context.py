@@ -21,6 +21,7 @@ class AuditContext:
     extras: dict = field(default_factory=dict)  # per-check data for the reports (tables, images)
     group_column: str | None = None  # a metadata column whose groups (e.g. senders) must not span splits
     groups: np.ndarray | None = None  # its group id per row (see pixelforge.data.split.group_ids)
+    _backbone: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.labels = self.manifest.label_indices().astype(np.int64)
@@ -36,6 +37,26 @@ class AuditContext:
             return type(default)(value)
         except (TypeError, ValueError):
             raise ParameterError(f"option {key}={value!r}: expected a {type(default).__name__}") from None
+
+    def backbone_features(self) -> np.ndarray | None:
+        """Features of the pre-trained backbone named by the ``backbone`` option (a pixelforge model
+        folder, or a zoo backbone with ``backbone_weights``), one row per Manifest row (zeros where the
+        scan could not read the image), computed once for every check; None without the option."""
+        backbone = self.option("backbone", None)
+        if not backbone:
+            return None
+        if self._backbone is None:
+            from pixelforge.train.features import iterate_features, load_extractor
+
+            extractor = load_extractor(str(backbone), self.option("backbone_weights", None))
+            rows = np.flatnonzero(self.scan.ok)
+            out = np.zeros((len(self.manifest), extractor.feature_dim), np.float32)
+            task = self.task(f"backbone features ({extractor.name})", len(rows))
+            for feats, at in iterate_features(self.manifest.subset(rows), extractor, skipped=[]):
+                out[rows[at]] = feats
+                self.advance(task, len(at))
+            self._backbone = out
+        return self._backbone
 
     def task(self, description: str, total: float):
         return self.progress.add_task(description, total=total) if self.progress else None

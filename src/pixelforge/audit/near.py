@@ -117,6 +117,32 @@ def candidate_pairs(gray: np.ndarray, rows: np.ndarray, k: int = NEIGHBOURS, min
     return found
 
 
+def feature_pairs(features: np.ndarray, rows: np.ndarray, k: int = NEIGHBOURS, min_cosine: float = 0.9,
+                  block: int = 512) -> np.ndarray:
+    """Candidates from any embedding (e.g. a backbone's features): (P, 3) rows (i, j, 0), i < j, j among
+    i's ``k`` nearest by cosine with at least ``min_cosine``. Verified like the others."""
+    import torch
+
+    if len(rows) < 2:
+        return np.zeros((0, 3), np.int64)
+    k = min(k, len(rows) - 1)
+    e = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(features, np.float32)), dim=1)
+    found = []
+    for start in range(0, len(rows), block):
+        q = e[start : start + block]
+        idx = torch.arange(start, start + len(q))
+        sims = q @ e.T
+        sims[torch.arange(len(q)), idx] = -1.0
+        best, top = torch.topk(sims, k, dim=1)
+        a, b = torch.nonzero(best >= min_cosine, as_tuple=True)
+        found.append(torch.stack([idx[a], top[a, b], torch.zeros(len(a), dtype=torch.long)], 1).numpy())
+    found = np.concatenate(found)
+    found[:, :2] = np.sort(found[:, :2], 1)
+    found = np.unique(found[found[:, 0] != found[:, 1]], axis=0)
+    found[:, :2] = rows[found[:, :2]]
+    return found
+
+
 def _zoomed(images: np.ndarray, scale: float) -> np.ndarray:
     """Each image enlarged by ``scale`` about its centre, cut back to its size (one warp per image)."""
     if scale == 1.0:

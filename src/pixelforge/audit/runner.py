@@ -13,7 +13,7 @@ from pixelforge.audit.findings import SEVERITY_RANK, Finding, at_or_above
 from pixelforge.audit.scan import Scan, scan_manifest
 from pixelforge.data.manifest import Manifest
 from pixelforge.data.split import group_ids
-from pixelforge.errors import PixelforgeError
+from pixelforge.errors import ParameterError, PixelforgeError
 
 
 @dataclass
@@ -47,6 +47,17 @@ def parse_checks(checks) -> list[str]:
     if unknown:
         raise PixelforgeError(f"unknown check(s) {unknown}; expected some of {', '.join(CHECKS)}")
     return [c for c in CHECKS if c in names]  # canonical order
+
+
+def check_backbone_options(options: dict) -> None:
+    """A zoo backbone without weights would give random features: refuse it before the long scan."""
+    from pixelforge.train.transfer import source_model_config
+
+    backbone = options.get("backbone")
+    if backbone and source_model_config(str(backbone)) is None and not options.get("backbone_weights"):
+        raise ParameterError(f"backbone={backbone}: a zoo backbone needs its pre-trained weights "
+                             "(-o backbone_weights=FILE|URL|hf://…), or give a pixelforge model folder; "
+                             "random features cannot judge images")
 
 
 def run_audit(
@@ -91,6 +102,7 @@ def run_audit(
         sample_info = {"of": len(manifest), "size": int(sample), "seed": seed}
         manifest = manifest.subset(rows)
     groups = group_ids(manifest, group_column)  # an unknown column fails here, before the long scan
+    check_backbone_options(options or {})
     bar, owned = _progress(progress)
     timings: dict[str, float] = {}
     try:

@@ -10,7 +10,7 @@ import numpy as np
 
 from pixelforge.audit.context import AuditContext
 from pixelforge.audit.findings import Finding
-from pixelforge.audit.near import NCC_FLOOR, NEIGHBOURS, candidate_pairs, gray_thumbs, verify
+from pixelforge.audit.near import NCC_FLOOR, NEIGHBOURS, candidate_pairs, feature_pairs, gray_thumbs, verify
 
 
 def connected_groups(pairs) -> list[list[int]]:
@@ -78,6 +78,10 @@ def check_duplicates(ctx: AuditContext) -> list[Finding]:
     task = ctx.task("near duplicates", 2)
     gray = gray_thumbs(scan.thumbs)
     candidates = candidate_pairs(gray, ok, k=ctx.option("near_neighbours", NEIGHBOURS), seed=ctx.seed)
+    features = ctx.backbone_features()
+    if features is not None:  # photos: a backbone's neighbours find copies the thumbnails' embeddings miss
+        extra = feature_pairs(features[ok], ok, k=ctx.option("near_neighbours", NEIGHBOURS))
+        candidates = np.unique(np.concatenate([candidates, extra]), axis=0)
     if len(candidates):  # byte-identical pairs are exact duplicates, reported on their own
         same = np.array([scan.content[a] == scan.content[b] for a, b in candidates[:, :2].tolist()], bool)
         candidates = candidates[~same]
@@ -103,7 +107,8 @@ def check_duplicates(ctx: AuditContext) -> list[Finding]:
         out.append(Finding(
             "duplicates", "near", "warning",
             f"{len(groups)} group(s) of near-duplicate images ({len(rows)} images)",
-            f"candidates from nearest neighbours of content-centred and plain embeddings, confirmed by a normalized cross-correlation over small shifts, zooms and a mirror "
+            f"candidates from nearest neighbours of content-centred and plain embeddings"
+            f"{' and of the backbone features' if features is not None else ''}, confirmed by a normalized cross-correlation over small shifts, zooms and a mirror "
             f"image of at least {NCC_FLOOR:g} that stands out from each image's other look-alikes (median "
             f"{np.median(near_score):.3f}); {len(mirrored)} image(s) are mirror copies",
             "Keep one image of each group unless the differences matter (e.g. deliberate variants).",

@@ -58,28 +58,6 @@ def _cnn_trainer(seed: int, threads: int, batch: int):
                    schedule="cosine", seed=seed, verbose=False, threads=threads, adaptive_threads=False)
 
 
-def backbone_features(ctx: AuditContext, rows: np.ndarray) -> np.ndarray:
-    """Features of a pre-trained backbone (audit option ``backbone``: a pixelforge model folder or a zoo
-    backbone with ``backbone_weights``) for the given rows: what judges the labels of photos."""
-    from pixelforge.errors import ParameterError
-    from pixelforge.train.features import iterate_features, load_extractor
-    from pixelforge.train.transfer import source_model_config
-
-    backbone, weights = str(ctx.option("backbone", "")), ctx.option("backbone_weights", None)
-    if source_model_config(backbone) is None and not weights:
-        raise ParameterError(f"backbone={backbone}: a zoo backbone needs its pre-trained weights "
-                             "(-o backbone_weights=FILE|URL|hf://…); random features cannot judge labels")
-    extractor = load_extractor(backbone, weights)
-    part = ctx.manifest.subset(rows)
-    out = np.zeros((len(rows), extractor.feature_dim), np.float32)
-    task = ctx.task(f"backbone features ({extractor.name})", len(rows))
-    skipped: list = []
-    for feats, at in iterate_features(part, extractor, skipped=skipped):
-        out[at] = feats
-        ctx.advance(task, len(at))
-    return out
-
-
 def label_model_inputs(ctx: AuditContext, rows: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """The label models worth trying, with their inputs: ("cnn", the uint8 images) when the thumbnails
     are the images' own small pixels; ("features", (N, D, 1, 1) float32 features) for anything, tried
@@ -88,7 +66,7 @@ def label_model_inputs(ctx: AuditContext, rows: np.ndarray) -> list[tuple[str, n
     scan = ctx.scan
     choice = ctx.option("label_model", "auto")
     if ctx.option("backbone", None):
-        return [("backbone", backbone_features(ctx, rows))]
+        return [("backbone", ctx.backbone_features()[rows])]
     native = (scan.width[rows] == scan.thumb) & (scan.height[rows] == scan.thumb)
     out = []
     if scan.thumb <= CNN_MAX_SIDE and native.all() and choice in ("auto", "cnn"):
