@@ -5,12 +5,14 @@ step. A process killed mid-write leaves its partial file behind; the next write 
 removes partials whose process is gone (``remove_stale_partials``) and says so: gone means no such
 process, a zombie (killed, not yet reaped), or a process that started after the file was last written
 (the pid was reused). A full disk, a read-only folder or an output under a file is one PixelforgeError
-naming the output (``output_error``), with the partial file removed.
+naming the output (``output_error``), with the partial file removed. ``sha256_file`` is the checksum
+that saved models, checkpoints and downloaded weights are verified with.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import tempfile
@@ -120,3 +122,12 @@ def output_error(path: Path, exc: Exception) -> PixelforgeError:
     reason = (reasons.get(getattr(exc, "errno", None)) or next(
         (said for t, said in _WRITE_TEXTS.items() if t in text), None) or getattr(exc, "strerror", None) or text)
     return PixelforgeError(f"{path}: cannot write ({reason}); no partial file was left")
+
+
+def sha256_file(path) -> str:
+    """The SHA-256 of a file, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

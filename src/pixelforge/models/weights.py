@@ -30,6 +30,7 @@ from urllib.parse import quote, unquote, urlsplit
 import torch
 from torch import nn
 
+from pixelforge.atomic import sha256_file
 from pixelforge.data.layouts import remote
 from pixelforge.errors import PixelforgeError
 
@@ -93,13 +94,6 @@ def _check_sha256(sha256: str | None) -> str | None:
         raise PixelforgeError(f"sha256 expects 64 hexadecimal digits; got {sha256!r}")
     return value
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _local_weights(path: Path, expected: str | None) -> Path:

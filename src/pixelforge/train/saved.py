@@ -7,7 +7,6 @@ match the one recorded in the JSON, so a swapped or edited weights file is refus
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from pixelforge import __version__
+from pixelforge.atomic import sha256_file
 from pixelforge.data.preprocess import Preprocess
 from pixelforge.errors import PixelforgeError
 from pixelforge.train.files import atomic_path, write_json
@@ -25,13 +25,6 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_model(run_dir, network: torch.nn.Module, *, classes, preprocess: Preprocess, augment=None,
