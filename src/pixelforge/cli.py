@@ -244,7 +244,7 @@ def models_show(
 @friendly_errors
 def convert(
     source: Annotated[str, typer.Argument(help="Folder, CSV, JSON, HDF5, NPZ, archive or http(s) URL.")],
-    output: Annotated[str, typer.Argument(help="The HDF5 store to write, e.g. store.h5.")],
+    output: Annotated[str, typer.Argument(help="The HDF5 store to write, e.g. store.h5 (a folder with --shards/--shard-size).")],
     size: Annotated[str | None, typer.Option(help="Resize to N or HEIGHTxWIDTH (default: keep sizes).")] = None,
     channels: Annotated[int | None, typer.Option(help="Force 1 (grayscale) or 3 (RGB) channels.")] = None,
     resize: Annotated[str, typer.Option(help="squash, crop (shortest side, centre crop) or pad (letterbox).")] = "squash",
@@ -255,22 +255,30 @@ def convert(
     on_error: Annotated[str, typer.Option(help="skip (count and report) or fail on the first bad image.")] = "skip",
     compression: Annotated[str, typer.Option(help="gzip (portable, smaller), lzf (faster) or none.")] = "gzip",
     workers: Annotated[int | None, typer.Option(help="Decoding threads (default: CPU count).")] = None,
+    shards: Annotated[int | None, typer.Option(help="Write N stores (shards) plus index.json into the folder OUTPUT.")] = None,
+    shard_size: Annotated[int | None, typer.Option(help="Like --shards, with this many images per shard.")] = None,
     curation: CurationOpt = None,
     layout: LayoutOpt = "auto",
     option: OptionOpt = None,
     as_json: JsonOpt = False,
 ):
-    """Decode, resize and split a dataset into one chunked, compressed HDF5 store (with stats and provenance)."""
+    """Decode, resize and split a dataset into one chunked, compressed HDF5 store (with stats and provenance),
+    or into a folder of shards with an index (--shards N or --shard-size K)."""
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from pixelforge.data.preprocess import Preprocess
     from pixelforge.data.read import read_dataset
+    from pixelforge.data.shards import write_sharded_store
     from pixelforge.data.store import parse_size, write_store
 
     if on_error not in ("skip", "fail"):
         raise PixelforgeError(f"--on-error must be skip or fail, got {on_error!r}")
+    if shards is not None and shard_size is not None:
+        raise PixelforgeError("give --shards (a number of files) or --shard-size (images per file), not both")
+    sharding = {} if shards is None and shard_size is None else {"shards": shards, "shard_size": shard_size}
+    writer = functools.partial(write_sharded_store, **sharding) if sharding else write_store
     spec = Preprocess(size=parse_size(size), channels=channels, resize=resize, interpolation=interpolation)
     manifest = read_dataset(source, layout=layout, **read_options(option, curation))
     start = time.perf_counter()
@@ -278,7 +286,7 @@ def convert(
     # refreshed per batch, not by rich's timer thread: a lone thread lets the loader fork its workers
     with Progress(*columns, console=err_console, disable=as_json, transient=True, auto_refresh=False) as bar:
         task = bar.add_task("convert", total=len(manifest))
-        summary = write_store(
+        summary = writer(
             manifest, output, spec, seed=seed, test_size=test_size, group_column=group_column, on_error=on_error,
             compression=compression, workers=workers, progress=lambda done, total: bar.update(task, completed=done, refresh=True),
         )
@@ -290,7 +298,8 @@ def convert(
     console.print(
         f"wrote [bold]{output}[/]: {summary.images:,} images {h}x{w}x{c} {summary.dtype}, "
         f"{len(summary.classes)} classes, splits {summary.counts_by_split}, "
-        f"{summary.bytes / 1e6:.1f} MB in {seconds:.1f} s", highlight=False,
+        f"{summary.bytes / 1e6:.1f} MB in {seconds:.1f} s"
+        + (f", {len(summary.shards)} shards + index.json" if summary.shards else ""), highlight=False,
     )
     console.print(f"channel mean {[round(v, 4) for v in summary.mean]} std {[round(v, 4) for v in summary.std]} "
                   "(training split, [0, 1] units)", highlight=False)
@@ -554,8 +563,9 @@ ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU thr
                                                   "drops to one thread while that measures faster (shared cores).")]
 FixedThreadsOpt = Annotated[bool, typer.Option("--fixed-threads", help="Keep --threads fixed: no switching to one thread "
                                                 "(bit-reproducible multi-threaded runs).")]
-PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (like Keras) or bf16 (matrix products on bfloat16 inputs, float32 weights; faster on "
-                                                          "AVX-512 BF16 CPUs, slightly different numbers).")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="fp32 (like Keras), bf16 (matrix products on bfloat16 inputs, float32 weights; faster on "
+                                                          "AMX / AVX-512 BF16 CPUs, slightly different numbers) or auto (bf16 where the CPU has it "
+                                                          "natively, else fp32; recorded in model.json).")]
 
 
 def _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
@@ -773,7 +783,9 @@ def features(
     extractor = load_extractor(backbone, weights, weights_sha256, spec)
     if not weights and extractor.weights is None:
         err_console.print("[yellow]note[/] no --weights: these are the features of a randomly initialized network")
-    summary = write_features(manifest, out, extractor, batch_size=batch_size, bf16=precision == "bf16")
+    from pixelforge.train.speed import resolve_precision
+
+    summary = write_features(manifest, out, extractor, batch_size=batch_size, bf16=resolve_precision(precision) == "bf16")
     if head:
         from pixelforge.train.features import linear_probe
 

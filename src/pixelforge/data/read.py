@@ -5,6 +5,7 @@ Layouts (one module each under ``pixelforge.data.layouts``):
   csv        paths, URLs or embedded pixels (.csv, .tsv, and the same gzipped)
   json       records or a {label: [paths]} mapping
   hdf5       group per class, nested groups, or flat images/labels datasets (pixelforge stores too)
+  shards     a sharded pixelforge store: its folder or its index.json (``convert --shards N``)
   arrays     in-memory (x, y), .npz files, pandas DataFrames of paths and labels
   archive    zip / tar / tar.gz holding any of the above, read in place
   url        a remote file (archive, CSV, JSON) fetched over http(s) with a cache
@@ -33,6 +34,7 @@ LAYOUTS = {
     "csv": ("pixelforge.data.layouts.csv_table", "read_csv_layout"),
     "json": ("pixelforge.data.layouts.json_records", "read_json_layout"),
     "hdf5": ("pixelforge.data.layouts.hdf5", "read_hdf5_layout"),
+    "shards": ("pixelforge.data.layouts.sharded", "read_sharded_layout"),
     "arrays": ("pixelforge.data.layouts.arrays", "read_arrays_layout"),
     "npz": ("pixelforge.data.layouts.arrays", "read_npz_layout"),
     "dataframe": ("pixelforge.data.layouts.arrays", "read_dataframe_layout"),
@@ -69,10 +71,14 @@ def detect_layout(source) -> str:
         scheme = text.split("://", 1)[0]
         raise LayoutError(f"{text}: unsupported URL scheme {scheme!r}; only http and https are allowed")
     path = Path(text)
-    if path.is_dir():
-        return "directory"
     if not path.exists():
         raise LayoutError(f"{text}: no such file or folder")
+    from pixelforge.data.layouts.sharded import is_sharded_store
+
+    if is_sharded_store(path):
+        return "shards"
+    if path.is_dir():
+        return "directory"
     name = path.name.lower()
     for ext in sorted(EXTENSION_LAYOUTS, key=len, reverse=True):
         if name.endswith(ext):

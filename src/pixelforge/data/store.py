@@ -17,7 +17,8 @@ a plugin. ``compression="lzf"`` is available for faster writes.
 
 Writing streams batches from ``iterate_decoded`` (memory holds one batch plus running sums) into a
 temporary file in the target folder, renamed when complete: an interrupted run leaves no half file.
-A store is itself a readable layout (``read_dataset("store.h5")``).
+A store is itself a readable layout (``read_dataset("store.h5")``). A dataset too big for one file is
+written as several stores plus an index (``pixelforge.data.shards``, ``convert --shards N``).
 """
 
 from __future__ import annotations
@@ -59,9 +60,12 @@ class StoreSummary:
     std: list[float]
     skipped: list[Skip] = field(default_factory=list)
     bytes: int = 0
+    shards: list[dict] = field(default_factory=list)  # a sharded store's files (``pixelforge.data.shards``)
 
     def to_dict(self) -> dict:
         out = dict(self.__dict__)
+        if not self.shards:
+            del out["shards"]
         out["skipped"] = [{"item": s.item, "reason": s.reason} for s in self.skipped]
         out["shape"] = list(self.shape)
         return out
@@ -124,53 +128,68 @@ def write_store(
         raise PixelforgeError(f"{path.parent}: output folder does not exist" if not path.parent.exists()
                               else f"{path.parent}: is a file, not a folder")
     skipped: list[Skip] = list(manifest.skipped)
-    source_skips = len(skipped)
     stats = RunningStats()
-    is_train = np.array([s in ("train", "") for s in manifest.splits], dtype=bool)
-    kept_rows: list[np.ndarray] = []
-    written = 0
     with atomic_path(path, make_parents=False) as tmp:
         with h5py.File(tmp, "w") as f:
-            images = None
-            for batch, _labels, rows in iterate_decoded(
-                manifest, spec, batch_size, on_error=on_error, skipped=skipped, workers=workers
-            ):
-                if images is None:
-                    shape = batch.shape[1:]
-                    images = f.create_dataset(
-                        "images", shape=(0, *shape), maxshape=(None, *shape), dtype=batch.dtype,
-                        chunks=(_chunk_rows(shape, batch.dtype.itemsize), *shape), **comp,
-                    )
-                elif batch.shape[1:] != images.shape[1:] or batch.dtype != images.dtype:
-                    raise PixelforgeError(
-                        f"{manifest.describe(int(rows[0]))}: decoded to {batch.shape[1:]} {batch.dtype}, but "
-                        f"earlier images are {images.shape[1:]} {images.dtype}; give --size and --channels"
-                    )
-                _check_space(path.parent, batch.nbytes, (written + len(batch)) * batch[0].nbytes, path)
-                images.resize(written + len(batch), axis=0)
-                images[written : written + len(batch)] = batch
-                written += len(batch)
-                train_part = batch[is_train[rows]]
-                if len(train_part):
-                    stats.update(spec.scale(train_part))
-                kept_rows.append(rows)
-                if progress is not None:
-                    progress(int(rows[-1]) + 1, len(manifest))
-            if images is None:
-                reasons = "; ".join(f"{s.item}: {s.reason}" for s in skipped[source_skips : source_skips + 3])
-                raise PixelforgeError(f"{manifest.source or 'source'}: no image could be decoded ({reasons})")
-            rows = np.concatenate(kept_rows)
-            shape, dtype = tuple(images.shape[1:]), str(images.dtype)
-            _check_space(path.parent, sum(len(manifest.locations[i]) + 64 for i in rows), written * images[0].nbytes, path)
+            rows, shape, dtype = write_images(
+                f, manifest, spec, stats, comp, path, on_error=on_error, skipped=skipped, workers=workers,
+                batch_size=batch_size, progress=progress,
+            )
             _write_tables(f, manifest, rows, skipped, comp)
             mean, std = _write_stats(f, spec, stats, manifest)
     splits = [manifest.splits[i] or "train" for i in rows]
     counts = {name: splits.count(name) for name in dict.fromkeys(splits)}
     return StoreSummary(
-        path=str(path), images=written, shape=shape, dtype=dtype,
+        path=str(path), images=len(rows), shape=shape, dtype=dtype,
         classes=list(manifest.classes), counts_by_split=counts, mean=mean, std=std, skipped=skipped,
         bytes=path.stat().st_size,
     )
+
+
+def write_images(
+    f, manifest: Manifest, spec: Preprocess, stats: RunningStats, comp: dict, path: Path, *, on_error: str,
+    skipped: list[Skip], workers: int | None, batch_size: int, progress: Callable[[int, int], None] | None,
+    offset: int = 0, total: int | None = None,
+) -> tuple[np.ndarray, tuple[int, ...], str]:
+    """Decode ``manifest`` into the ``images`` dataset of the open file ``f`` (its final name ``path``),
+    adding the scaled training rows to ``stats``. Returns the rows kept, the image shape and dtype.
+    ``offset``/``total`` place the rows in a larger job for ``progress`` (a shard of a sharded store)."""
+    source_skips = len(skipped)
+    is_train = np.array([s in ("train", "") for s in manifest.splits], dtype=bool)
+    total = len(manifest) if total is None else total
+    kept_rows: list[np.ndarray] = []
+    written = 0
+    images = None
+    for batch, _labels, rows in iterate_decoded(
+        manifest, spec, batch_size, on_error=on_error, skipped=skipped, workers=workers
+    ):
+        if images is None:
+            shape = batch.shape[1:]
+            images = f.create_dataset(
+                "images", shape=(0, *shape), maxshape=(None, *shape), dtype=batch.dtype,
+                chunks=(_chunk_rows(shape, batch.dtype.itemsize), *shape), **comp,
+            )
+        elif batch.shape[1:] != images.shape[1:] or batch.dtype != images.dtype:
+            raise PixelforgeError(
+                f"{manifest.describe(int(rows[0]))}: decoded to {batch.shape[1:]} {batch.dtype}, but "
+                f"earlier images are {images.shape[1:]} {images.dtype}; give --size and --channels"
+            )
+        _check_space(path.parent, batch.nbytes, (written + len(batch)) * batch[0].nbytes, path)
+        images.resize(written + len(batch), axis=0)
+        images[written : written + len(batch)] = batch
+        written += len(batch)
+        train_part = batch[is_train[rows]]
+        if len(train_part):
+            stats.update(spec.scale(train_part))
+        kept_rows.append(rows)
+        if progress is not None:
+            progress(offset + int(rows[-1]) + 1, total)
+    if images is None:
+        reasons = "; ".join(f"{s.item}: {s.reason}" for s in skipped[source_skips : source_skips + 3])
+        raise PixelforgeError(f"{manifest.source or 'source'}: no image could be decoded ({reasons})")
+    rows = np.concatenate(kept_rows)
+    _check_space(path.parent, sum(len(manifest.locations[i]) + 64 for i in rows), written * images[0].nbytes, path)
+    return rows, tuple(images.shape[1:]), str(images.dtype)
 
 
 def _check_space(folder: Path, needed: int, data_bytes: int, path: Path) -> None:

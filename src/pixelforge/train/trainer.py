@@ -30,7 +30,7 @@ from pixelforge.train.data import ArrayData, prepare
 from pixelforge.train.normalize import BatchTransform, PreprocessedModel, to_tensor
 from pixelforge.train.optimizers import build_optimizer
 from pixelforge.train.schedules import Schedule
-from pixelforge.train.speed import ThreadTuner, auto_threads, tune_malloc
+from pixelforge.train.speed import ThreadTuner, auto_threads, resolve_precision, tune_malloc
 
 
 class TrainingDiverged(PixelforgeError):
@@ -104,7 +104,8 @@ class Trainer:
     precision: "fp32" (default, like Keras) or "bf16": matrix products on bfloat16 inputs with float32
         weights, gradients and loss — under CPU autocast, or for fmnist_baseline in its hand-written
         pass (its dense layer's three products; 1.3-1.5x the fp32 speed at batch 256 on AVX-512 BF16);
-        slightly different numbers.
+        slightly different numbers. "auto": bf16 on CPUs that multiply bfloat16 natively (AMX or
+        AVX-512 BF16), fp32 elsewhere; model.json records the choice.
     pretrained: start from these weights (a .safetensors/.pth file, a pixelforge model folder, an
         http(s) URL or ``hf://owner/repo[/file]``; ``pretrained_sha256`` checks the file). The head is
         replaced when the class count differs; the weights' preprocessing fills what ``preprocess``
@@ -137,9 +138,8 @@ class Trainer:
         self.verbose = verbose
         self.memory_budget, self.workers = memory_budget, workers
         self.console = console
-        if precision not in ("fp32", "bf16"):
-            raise PixelforgeError(f"precision must be fp32 or bf16, got {precision!r}")
-        self.precision = precision
+        self.requested_precision = precision
+        self.precision = resolve_precision(precision)  # "auto" → bf16 on CPUs with native bf16, else fp32
         self.adaptive_threads = adaptive_threads
         self.threads = threads
         self.transfer = self._transfer(pretrained, pretrained_sha256, freeze, unfreeze_after, layer_lr_ratio)
@@ -176,7 +176,7 @@ class Trainer:
             "optimizer": self.optimizer_name, "lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
             "weight_decay": self.weight_decay, "schedule": self.schedule.to_dict(), "augment": self.augment_dict(),
             "seed": self.seed, "compile": bool(self.compile), "threads": self.threads, "verbose": self.verbose,
-            "memory_budget": self.memory_budget, "workers": self.workers, "precision": self.precision,
+            "memory_budget": self.memory_budget, "workers": self.workers, "precision": self.requested_precision,
             "adaptive_threads": self.adaptive_threads,
             "pretrained": self.transfer.source if self.transfer else None,
             "pretrained_sha256": self.transfer.sha256 if self.transfer else None,
@@ -299,7 +299,8 @@ class Trainer:
             "optimizer": getattr(self, "resolved_optimizer", {"name": self.optimizer_name}),
             "schedule": self.schedule.to_dict(), "seed": self.seed, "epochs": self.epochs,
             "batch_size": self.batch_size, "augment": self.augment_dict(),
-            "compile": bool(self.compile), "precision": self.precision, "pixelforge_version": __version__,
+            "compile": bool(self.compile), "precision": self.precision,
+            "precision_requested": self.requested_precision, "pixelforge_version": __version__,
             "transfer": None if self.transfer is None else {
                 "pretrained": self.transfer.source, "freeze": self.transfer.freeze,
                 "unfreeze_after": self.transfer.unfreeze_after, "layer_lr_ratio": self.transfer.layer_lr_ratio,
