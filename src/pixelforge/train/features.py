@@ -56,7 +56,7 @@ def load_extractor(backbone: str, weights: str | None = None, sha256: str | None
         return Extractor(saved.network.eval(), saved.preprocess, saved.config["architecture"]["name"], backbone)
     from pixelforge.models import build_model
 
-    spec = default_preprocess(preprocess or Preprocess(), backbone, weights or "")
+    spec = default_preprocess(preprocess or Preprocess(), backbone, weights)
     network = build_model(backbone, (spec.channels, *spec.size), 1000)
     if not is_backbone(network):
         raise PixelforgeError(f"model {backbone!r} is not a backbone with a feature extractor")

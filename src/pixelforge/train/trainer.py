@@ -208,7 +208,7 @@ class Trainer:
             return None
         transfer = Transfer(str(pretrained), sha256, bool(freeze), unfreeze_after,
                             DEFAULT_LAYER_LR_RATIO if layer_lr_ratio is None else layer_lr_ratio)
-        self.preprocess = default_preprocess(self.preprocess, self.model_name, transfer.source, self.model_params)
+        self.preprocess = default_preprocess(self.preprocess, self.model_name, transfer.source)
         return transfer
 
     @staticmethod

@@ -75,8 +75,7 @@ def is_backbone(network) -> bool:
     return hasattr(network, "layer_groups") and hasattr(network, "head_prefixes")
 
 
-def default_preprocess(spec: Preprocess, model_name: str, source: str | None,
-                       model_params: dict | None = None) -> Preprocess:
+def default_preprocess(spec: Preprocess, model_name: str, source: str | None) -> Preprocess:
     """The spec to train with: the user's choices, with the pre-trained weights' size, channels and
     normalization filled in where the user left them open."""
     spec = copy.deepcopy(spec)
@@ -96,12 +95,10 @@ def default_preprocess(spec: Preprocess, model_name: str, source: str | None,
             spec.mean, spec.std, spec.epsilon = theirs.mean, theirs.std, theirs.epsilon
         return spec
     from pixelforge.models import get_spec
+    from pixelforge.models.backbones import backbone_class
 
-    get_spec(model_name)
-    from pixelforge.models.registry import build_model
-
-    probe = build_model(model_name, (3, 64, 64), 2, **(model_params or {}))
-    if not is_backbone(probe):
+    probe = backbone_class(get_spec(model_name).builder)  # class attributes: no network is built
+    if probe is None:
         return spec
     if spec.size is None:
         side = probe.pretrained_input_size
@@ -116,13 +113,21 @@ def default_preprocess(spec: Preprocess, model_name: str, source: str | None,
     return spec
 
 
-def load_source(network, source: str, sha256: str | None = None) -> dict:
-    """Load the pre-trained weights into ``network``; a report of what was loaded and replaced."""
-    from pixelforge.models.weights import load_pretrained, read_state_dict, resolve_weights
+def weights_file(source: str, sha256: str | None = None) -> Path:
+    """The local weights file of a source (downloaded and checked once, see ``models.weights``)."""
+    from pixelforge.models.weights import resolve_weights
 
     if Path(source).name == "model.json":  # a pixelforge model named by its config: its folder holds the weights
         source = str(Path(source).parent)
-    path = resolve_weights(source, sha256=sha256)
+    return resolve_weights(source, sha256=sha256)
+
+
+def load_source(network, source: str, sha256: str | None = None, path: Path | None = None) -> dict:
+    """Load the pre-trained weights into ``network`` (from ``path`` when the file is already resolved);
+    a report of what was loaded and replaced."""
+    from pixelforge.models.weights import load_pretrained, read_state_dict
+
+    path = weights_file(source, sha256) if path is None else path
     report = load_pretrained(network, read_state_dict(path))
     report = dict(report or {})
     report.setdefault("source", str(source))
@@ -185,7 +190,6 @@ def published_model(spec: str, weights: str | None, sha256: str | None = None, c
     mean/std (torchvision evaluates on a 224 crop of a 256 side, so top-1 is slightly below published).
     """
     from pixelforge.models import build_model
-    from pixelforge.models.weights import resolve_weights
     from pixelforge.train.normalize import BatchTransform
     from pixelforge.train.saved import SavedModel
 
@@ -193,19 +197,17 @@ def published_model(spec: str, weights: str | None, sha256: str | None = None, c
     if not weights:
         raise ParameterError(f"{spec}: give the published weights with --weights (a file, an http(s) URL or "
                              "hf://owner/repo[/file]); pixelforge never downloads without being asked")
-    from pixelforge.models import get_spec
-
-    get_spec(name)
-    preprocess = default_preprocess(Preprocess(resize="crop"), name, None)
+    preprocess = default_preprocess(Preprocess(resize="crop"), name, None)  # an unknown name fails here
     if preprocess.size is None:
         raise ParameterError(f"{spec}: {name!r} is not a pre-trainable backbone; one of resnet18, resnet34, "
                              "resnet50, mobilenet_v3_large, efficientnet_b0")
     network = build_model(name, (preprocess.channels, *preprocess.size), 1000)
-    report = load_source(network, weights, sha256)
+    path = weights_file(weights, sha256)
+    report = load_source(network, weights, path=path)
     if report.get("head") != "loaded":  # a random head would print confident nonsense
         raise PixelforgeError(f"{weights}: these weights have no 1000-class ImageNet head for {name} "
                               f"({report.get('head')}); use them with train --pretrained instead")
-    names = read_class_names(class_names, resolve_weights(weights, sha256=sha256), 1000)
+    names = read_class_names(class_names, path, 1000)
     doc = {"architecture": {"name": name, "params": {}}, "input_shape": list(network.config["input_shape"]),
            "classes": names, "training": {"pretrained": weights, "loaded": report}}
     return SavedModel(network.eval(), BatchTransform(preprocess).eval(), names, preprocess, doc, Path(str(weights)))

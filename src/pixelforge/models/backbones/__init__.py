@@ -22,6 +22,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # in [0, 1] pixel units, as torchvision a
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def backbone_class(builder) -> type | None:
+    """The Backbone class a zoo builder makes (its ``backbone`` attribute), None for other models."""
+    return getattr(builder, "backbone", None)
+
+
 class Backbone(ZooModel):
     """A feature extractor plus a linear head; see the module docstring."""
 

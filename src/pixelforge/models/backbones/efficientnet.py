@@ -128,3 +128,6 @@ def build_efficientnet_b0(input_shape, num_classes, *, dropout=0.2, stochastic_d
                          probability(stochastic_depth, "stochastic_depth"))
     model.resolved_params = {"dropout": float(dropout), "stochastic_depth": float(stochastic_depth)}
     return model
+
+
+build_efficientnet_b0.backbone = EfficientNet  # its published input size and mean/std

@@ -160,3 +160,6 @@ def build_mobilenet_v3_large(input_shape, num_classes, *, dropout=0.2, bn_eps=0.
     model = MobileNetV3(input_shape, num_classes, probability(dropout, "dropout"), eps)
     model.resolved_params = {"dropout": float(dropout), "bn_eps": eps}
     return model
+
+
+build_mobilenet_v3_large.backbone = MobileNetV3  # its published input size and mean/std

@@ -115,6 +115,7 @@ def _build(block, layers, name):
         return model
 
     build.__name__ = f"build_{name}"
+    build.backbone = ResNet  # its published input size and mean/std, without building one
     return build
 
 
