@@ -608,11 +608,22 @@ def train(
     layer_lr_ratio: Annotated[float | None, typer.Option(
         "--layer-lr-ratio", help="With --pretrained: the first layers learn at this fraction of --lr (default 0.1).")] = None,
     curation: CurationOpt = None,
+    nproc: Annotated[int, typer.Option(
+        "--nproc", help="Train data-parallel in N processes on this machine (launches torchrun; "
+                        "on a cluster run torchrun -m pixelforge train … yourself).")] = 1,
     layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
 ):
     """Train a model; writes the run folder (model.safetensors + model.json, checkpoints, curves, log, metrics)."""
+    import os
+
     from rich.markup import escape
 
+    if nproc != 1 and "WORLD_SIZE" not in os.environ:  # the launcher; each rank runs without --nproc
+        from pixelforge.train.distributed import launch, strip_nproc
+
+        if "train" not in sys.argv:
+            raise PixelforgeError("--nproc relaunches the command line, which does not hold 'train' here")
+        raise typer.Exit(launch(nproc, strip_nproc(sys.argv[sys.argv.index("train"):])))
     from pixelforge.data.read import read_dataset
     from pixelforge.train.run import lr_find_run, train_run
     from pixelforge.train.trainer import TrainingInterrupted
@@ -639,6 +650,8 @@ def train(
                             console=err_console, group_column=group_column, **options)
     except TrainingInterrupted as exc:
         fail(f"{exc}; resume with the same command plus --resume", code=130)
+    if summary is None:  # a data-parallel rank other than 0: rank 0 reports
+        return
     if as_json:
         print_json(summary)
         return

@@ -20,6 +20,8 @@ from pixelforge.train.files import write_json, write_text
 
 class Callback:
     trainer = None
+    # in data-parallel training, only rank 0 runs callbacks that write the run folder or print
+    rank_zero_only = False
 
     def set_trainer(self, trainer) -> None:
         self.trainer = trainer
@@ -86,6 +88,8 @@ class _Monitored(Callback):
 class ModelCheckpoint(_Monitored):
     """Save the model (``model.safetensors`` + ``model.json``) to ``run_dir`` whenever ``monitor``
     improves (or every epoch with ``save_best_only=False``); each write is atomic."""
+
+    rank_zero_only = True
 
     def __init__(self, run_dir, monitor: str = "val_loss", mode: str = "auto", save_best_only: bool = True):
         super().__init__(monitor, mode)
@@ -174,6 +178,8 @@ class CSVLogger(Callback):
     """One row per epoch (epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds); rewritten whole
     each epoch so the file is always complete, and continued after a resume."""
 
+    rank_zero_only = True
+
     def __init__(self, path):
         self.path = Path(path)
         self.rows: list[dict] = []
@@ -201,6 +207,8 @@ class CSVLogger(Callback):
 class TrainingMonitor(Callback):
     """Redraw ``curves.png`` and write ``history.json`` at the end of every epoch."""
 
+    rank_zero_only = True
+
     def __init__(self, run_dir, title: str = "learning curves"):
         self.run_dir = Path(run_dir)
         self.title = title
@@ -217,6 +225,8 @@ class ResumeCheckpoint(Callback):
     """Write the full training state (weights, optimizer, epoch, history, callbacks) after every
     epoch to ``run_dir/checkpoint/``, so ``fit(..., resume=True)`` continues after a kill."""
 
+    rank_zero_only = True
+
     def __init__(self, run_dir):
         self.run_dir = Path(run_dir)
 
@@ -228,6 +238,8 @@ class ResumeCheckpoint(Callback):
 
 class ProgressBar(Callback):
     """A rich progress bar per epoch with live loss and accuracy, refreshed a few times a second."""
+
+    rank_zero_only = True
 
     def __init__(self, console=None, refresh: float = 0.25):
         self.console = console

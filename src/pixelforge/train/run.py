@@ -41,7 +41,8 @@ def train_run(manifest: Manifest, run_dir, *, model: str, preprocess: Preprocess
               resume: bool = False, progress: bool = True, console=None, group_column: str | None = None,
               **trainer_options) -> dict:
     """Train into ``run_dir`` and return the summary (also written to ``run_dir/metrics.json``).
-    ``group_column``: a metadata column whose groups the validation hold-out keeps on one side."""
+    ``group_column``: a metadata column whose groups the validation hold-out keeps on one side.
+    Under torchrun every rank calls this; the ranks other than 0 return None."""
     from pixelforge.train.saved import load_model
     from pixelforge.train.trainer import Trainer
 
@@ -57,6 +58,8 @@ def train_run(manifest: Manifest, run_dir, *, model: str, preprocess: Preprocess
     callbacks = standard_callbacks(run_dir, monitor, early_stopping, progress, console)
     history = trainer.fit(train, validation=validation, epochs=epochs, batch_size=batch_size,
                           callbacks=callbacks, resume_from=run_dir if resume else None)
+    if not trainer.ranks.chief:
+        return None  # data-parallel: rank 0 alone scores the model and writes the run folder
     best = load_model(run_dir)  # the checkpoint-best model is the run's model
     trainer.network.load_state_dict(best.network.state_dict())
     metrics = {k: v[-1] for k, v in history.history.items()}

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from pixelforge import __version__
 from pixelforge.data.preprocess import Preprocess
 from pixelforge.errors import ParameterError, PixelforgeError
-from pixelforge.train.data import ArrayData, prepare
+from pixelforge.train import distributed
+from pixelforge.train.data import ArrayData, complete_spec, prepare
 from pixelforge.train.normalize import BatchTransform, PreprocessedModel, to_tensor
 from pixelforge.train.optimizers import build_optimizer
 from pixelforge.train.schedules import Schedule
@@ -113,6 +114,9 @@ class Trainer:
     freeze: train only the head; ``unfreeze_after=N``: the head for N epochs, then every layer.
     layer_lr_ratio: with pretrained weights, the first layers learn at this fraction of ``lr`` (the
         head at ``lr``, the groups between on a log scale); default 0.1.
+
+    Started by torchrun (WORLD_SIZE > 1 in the environment), the trainer trains data-parallel: see
+    ``train.distributed`` for what each rank reads, how batches and metrics are shared, and who writes.
     """
 
     def __init__(self, model="fmnist_baseline", preprocess: Preprocess | None = None, *, model_params=None,
@@ -140,7 +144,9 @@ class Trainer:
         self.console = console
         self.requested_precision = precision
         self.precision = resolve_precision(precision)  # "auto" → bf16 on CPUs with native bf16, else fp32
-        self.adaptive_threads = adaptive_threads
+        self.ranks = distributed.setup()
+        # timing the thread count per rank would make ranks wait on each other's probes
+        self.adaptive_threads = adaptive_threads and not self.ranks.active
         self.threads = threads
         self.transfer = self._transfer(pretrained, pretrained_sha256, freeze, unfreeze_after, layer_lr_ratio)
         self.transfer_report: dict | None = None
@@ -160,6 +166,7 @@ class Trainer:
         self.steps_per_epoch = 0
         self.batch_size = 32
         self._net = None
+        self._train_net = None  # the network wrapped in DistributedDataParallel when ranks share the work
         self._class_weight = None
         self._resuming = False
         if not isinstance(model, str) and self.network is not None:
@@ -225,19 +232,32 @@ class Trainer:
         return None if pipeline.is_identity else pipeline
 
     def log(self, message: str) -> None:
-        if self.verbose:
+        if self.verbose and self.ranks.chief:
             from rich.console import Console
 
             (self.console or Console(stderr=True)).print(message, highlight=False)
 
     def _fit_statistics(self, data) -> None:
+        from pixelforge.data.preprocess import _iterate_batches
+        from pixelforge.data.stats import RunningStats
+
         spec = self.preprocess
         if spec.standardize not in ("global", "channel", "pixel") or spec.mean is not None:
             return
-        if isinstance(data, ArrayData):
-            spec.fit(data.x[i : i + 4096] for i in range(0, len(data), 4096))
-        else:
-            spec.fit(data.manifest)
+        source = (data.x[i : i + 4096] for i in range(0, len(data), 4096)) if isinstance(data, ArrayData) else data.manifest
+        stats = RunningStats()
+        for batch in _iterate_batches(spec, source, 1024):
+            stats.update(spec.scale(batch))
+        if self.ranks.active:  # the statistics of the whole training split, not of this rank's part
+            total = distributed.all_sum(np.concatenate([[stats.count], stats._sum.ravel(), stats._sumsq.ravel()]),
+                                        self.ranks)
+            size = stats._sum.size
+            stats.count = int(total[0])
+            stats._sum = total[1 : 1 + size].reshape(stats._sum.shape)
+            stats._sumsq = total[1 + size :].reshape(stats._sum.shape)
+        if stats.count == 0:
+            raise PixelforgeError("cannot fit statistics on zero images")
+        spec.set_statistics(stats)
 
     def build(self, image_shape: tuple[int, int, int], classes: list[str]) -> None:
         """Build the network (seeded) for HWC ``image_shape`` and the classes; set up the optimizer."""
@@ -263,6 +283,12 @@ class Trainer:
         self._net = PreprocessedModel(BatchTransform(self.preprocess), self.network)
         if self.compile:
             self._net = torch.compile(self._net, dynamic=False)
+        self._train_net = self._net
+        if self.ranks.active and getattr(self.network, "trainable_by_gradient", True):
+            from torch.nn.parallel import DistributedDataParallel
+
+            # frozen layers (transfer) have parameters without gradients in some epochs
+            self._train_net = DistributedDataParallel(self._net, find_unused_parameters=self.transfer is not None)
         if getattr(self.network, "trainable_by_gradient", True) and self.optimizer is None:
             self.optimizer = self._build_optimizer()
 
@@ -321,6 +347,8 @@ class Trainer:
         if epochs < 1 or batch_size < 1:
             raise PixelforgeError(f"epochs and batch size must be >= 1, got {epochs} and {batch_size}")
         self.epochs, self.batch_size = int(epochs), int(batch_size)
+        if self.ranks.active:
+            train, validation = self._rank_parts(train, validation)
         train_data, self.preprocess = prepare(train, self.preprocess, self.classes, self.memory_budget, self.workers)
         if len(train_data) == 0:
             raise PixelforgeError("no training images")
@@ -349,20 +377,24 @@ class Trainer:
         if not getattr(self.network, "trainable_by_gradient", True):
             return self._fit_closed_form(train_data, val_data)
         self.steps_per_epoch = math.ceil(len(train_data) / self.batch_size)
+        if self.ranks.active:  # the rank with the most images sets the pace (the others join early)
+            local = distributed.local_batch_size(self.batch_size, self.ranks)
+            self.steps_per_epoch = math.ceil(distributed.all_max(len(train_data), self.ranks) / local)
         self.stop_training = False
         if self.adaptive_threads:
             self._tuner = ThreadTuner(torch.get_num_threads())
+        callbacks = self._active_callbacks()
         try:
-            for cb in self.callbacks:
+            for cb in callbacks:
                 cb.on_train_begin()
             for epoch in range(self.initial_epoch, self.epochs):
                 logs = self._run_epoch(train_data, val_data, epoch, shuffle)
                 self.history.append(logs)
-                for cb in self.callbacks:
+                for cb in callbacks:
                     cb.on_epoch_end(epoch, logs)
                 if self.stop_training:
                     break
-            for cb in self.callbacks:
+            for cb in callbacks:
                 cb.on_train_end()
         except KeyboardInterrupt:
             done = len(self.history.epoch)
@@ -378,6 +410,40 @@ class Trainer:
                 cb.close()
         return self.history
 
+    def _active_callbacks(self) -> list:
+        """Every callback on rank 0; on the other ranks only those that decide (early stopping), not
+        those that write the run folder or print."""
+        if self.ranks.chief:
+            return self.callbacks
+        return [cb for cb in self.callbacks if not getattr(cb, "rank_zero_only", False)]
+
+    def _rank_parts(self, train, validation):
+        """This rank's part of the training (and validation) data; the spec's size and channels and
+        the class list are fixed from the whole data first, so that every rank agrees on them."""
+        from pixelforge.data.manifest import Manifest
+        from pixelforge.train.data import class_indices
+
+        if not isinstance(train, Manifest):
+            train, self.preprocess = prepare(train, self.preprocess, self.classes)
+        else:
+            if len(train) == 0:
+                raise PixelforgeError("no training images")
+            self.preprocess = complete_spec(self.preprocess, self.preprocess.load(train, 0))
+        if self.classes is None:
+            self.classes = list(train.classes)
+        parts = []
+        for data in (train, validation):
+            if data is None:
+                parts.append(None)
+                continue
+            labels = class_indices(data, self.classes) if isinstance(data, Manifest) else None
+            if labels is None:
+                data, _ = prepare(data, self.preprocess, self.classes)
+                labels = data.y
+            rows = distributed.rank_rows(labels, self.ranks, self.seed)
+            parts.append(data.subset(rows))
+        return parts[0], parts[1]
+
     def _class_weights(self, class_weight, data) -> torch.Tensor | None:
         if class_weight is None:
             return None
@@ -385,7 +451,7 @@ class Trainer:
         if isinstance(class_weight, str):
             if class_weight != "balanced":
                 raise PixelforgeError(f'class_weight must be a dict or "balanced", got {class_weight!r}')
-            counts = np.bincount(data.y, minlength=k).astype(np.float64)
+            counts = distributed.all_sum(np.bincount(data.y, minlength=k), self.ranks)
             weights = counts.sum() / (k * np.maximum(counts, 1))
         else:
             weights = np.ones(k)
@@ -403,16 +469,26 @@ class Trainer:
             self.log(f"[yellow]… {len(data.skipped) - 5} more {what} images skipped[/]")
 
     def _run_epoch(self, train_data, val_data, epoch: int, shuffle: bool) -> dict:
-        for cb in self.callbacks:
+        for cb in self._active_callbacks():
             cb.on_epoch_begin(epoch)
         started = time.perf_counter()
-        torch.manual_seed(_epoch_seed(self.seed, epoch))
+        ranks = self.ranks
+        torch.manual_seed(_epoch_seed(self.seed, epoch) + ranks.rank)  # dropout differs between ranks
         n = len(train_data)
-        order = np.random.default_rng([self.seed, epoch]).permutation(n) if shuffle else np.arange(n)
+        shuffling = [self.seed, epoch, ranks.rank] if ranks.active else [self.seed, epoch]
+        order = np.random.default_rng(shuffling).permutation(n) if shuffle else np.arange(n)
         running = self.train_epoch(train_data, order, epoch)
+        if ranks.active:  # every rank logs the sums over all ranks
+            loss_sum, correct, seen = distributed.all_sum(
+                [float(running.loss_sum), int(running.correct), running.seen], ranks)
+            running.loss_sum, running.correct, running.seen = torch.tensor(loss_sum), torch.tensor(int(correct)), int(seen)
         logs = {"loss": running.loss, "accuracy": running.accuracy}
         if val_data is not None:
             scores = self.evaluate(val_data)
+            if ranks.active:
+                m = len(val_data)
+                loss_sum, correct, seen = distributed.all_sum([scores["loss"] * m, scores["accuracy"] * m, m], ranks)
+                scores = {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1)}
             logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
         logs["lr"] = self.optimizer.param_groups[-1]["lr"]  # the head's (earlier layer groups learn slower)
         logs["seconds"] = time.perf_counter() - started
@@ -420,7 +496,10 @@ class Trainer:
 
     def train_epoch(self, data, order: np.ndarray, epoch: int) -> RunningMetrics:
         """One pass over ``data`` in ``order``; the hot loop."""
-        net, optimizer, pipeline = self._net, self.optimizer, self.pipeline
+        from contextlib import nullcontext
+
+        net, optimizer, pipeline = self._train_net, self.optimizer, self.pipeline
+        ranks = self.ranks
         net.train()
         if self.transfer is not None:
             self._transfer_phase(epoch)
@@ -434,7 +513,9 @@ class Trainer:
         # (class weights take the autograd path: the hand-written step has none)
         # (and a frozen body too: the hand-written step writes every gradient)
         frozen = self.transfer is not None and self.transfer.frozen_at(epoch)
-        manual = None if self.compile or class_weight is not None or frozen else getattr(self.network, "train_step", None)
+        # (and data-parallel runs: DDP shares the gradients autograd computes)
+        manual = (None if self.compile or class_weight is not None or frozen or ranks.active
+                  else getattr(self.network, "train_step", None))
         transform = self._net.transform
         total = self.steps_per_epoch * self.epochs
         base_lrs = [g["initial_lr"] for g in optimizer.param_groups]
@@ -442,33 +523,40 @@ class Trainer:
         tuner = self._tuner
         if tuner is not None:
             tuner.pause()  # the validation pass since the last step is not a step
-        for b, (images, labels) in enumerate(data.batches(self.batch_size, order)):
-            if pipeline is not None:
-                images = pipeline(images, np.random.default_rng([self.seed, epoch, b]))
-            if scheduled:
-                for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-                    group["lr"] = self.schedule.lr_at(step, self.steps_per_epoch, total, base)
-            x, y = to_tensor(images), torch.from_numpy(labels)
-            done = manual(transform(x), y, bf16=bf16) if manual is not None else None
-            if done is not None:  # the model wrote its own gradients (see FashionBaseline.train_step)
-                loss, logits = done
-            else:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    logits = net(x)
-                loss = F.cross_entropy(logits.float(), y, weight=class_weight)
-                if regularized:
-                    loss = loss + self.network.regularization_loss()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            optimizer.step()
-            running.add(loss, logits, y)
-            if tuner is not None:
-                tuner.step_done()
-            step += 1
-            if b % 64 == 63 and not torch.isfinite(running.loss_sum):
-                self._diverged(epoch, b)
-            for cb in self.callbacks:
-                cb.on_train_batch_end(b, running)
+        batch_size = distributed.local_batch_size(self.batch_size, ranks)
+        # a rank out of batches joins early; DDP then shadows the others' gradient reductions
+        joined = net.join() if ranks.active else nullcontext()
+        batch_callbacks = self._active_callbacks()
+        b = 0
+        with joined:
+            for b, (images, labels) in enumerate(data.batches(batch_size, order)):
+                if pipeline is not None:
+                    seeds = [self.seed, epoch, b, ranks.rank] if ranks.active else [self.seed, epoch, b]
+                    images = pipeline(images, np.random.default_rng(seeds))
+                if scheduled:
+                    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                        group["lr"] = self.schedule.lr_at(step, self.steps_per_epoch, total, base)
+                x, y = to_tensor(images), torch.from_numpy(labels)
+                done = manual(transform(x), y, bf16=bf16) if manual is not None else None
+                if done is not None:  # the model wrote its own gradients (see FashionBaseline.train_step)
+                    loss, logits = done
+                else:
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        logits = net(x)
+                    loss = F.cross_entropy(logits.float(), y, weight=class_weight)
+                    if regularized:
+                        loss = loss + self.network.regularization_loss()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                optimizer.step()
+                running.add(loss, logits, y)
+                if tuner is not None:
+                    tuner.step_done()
+                step += 1
+                if b % 64 == 63 and not torch.isfinite(running.loss_sum):
+                    self._diverged(epoch, b)
+                for cb in batch_callbacks:
+                    cb.on_train_batch_end(b, running)
         if not math.isfinite(running.loss):
             self._diverged(epoch, b)
         return running
@@ -506,7 +594,7 @@ class Trainer:
             scores = self.evaluate(val_data)
             logs.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
         self.history.append(logs)
-        for cb in self.callbacks:
+        for cb in self._active_callbacks():
             cb.on_epoch_end(0, logs)
         return self.history
 
