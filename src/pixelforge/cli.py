@@ -117,6 +117,10 @@ GroupColumnOpt = Annotated[str | None, typer.Option(
     "--group-column", help="Metadata column (e.g. sender_id) whose groups never span two parts of a split.")]
 CurationOpt = Annotated[str | None, typer.Option(
     "--curation", help="Decisions file written by `pixelforge browse` (relabels, exclusions), applied on read.")]
+EngineOpt = Annotated[str, typer.Option(
+    "--engine", help="local (threads/processes here) or ray (decode in Ray tasks; pip install 'pixelforge[ray]').")]
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", help="With --engine ray: the cluster (auto, or ray://host:10001); default: start Ray here.")]
 
 
 def read_options(option: list[str] | None, curation: str | None = None) -> dict:
@@ -257,6 +261,7 @@ def convert(
     workers: Annotated[int | None, typer.Option(help="Decoding threads (default: CPU count).")] = None,
     shards: Annotated[int | None, typer.Option(help="Write N stores (shards) plus index.json into the folder OUTPUT.")] = None,
     shard_size: Annotated[int | None, typer.Option(help="Like --shards, with this many images per shard.")] = None,
+    engine: EngineOpt = "local", address: AddressOpt = None,
     curation: CurationOpt = None,
     layout: LayoutOpt = "auto",
     option: OptionOpt = None,
@@ -281,6 +286,7 @@ def convert(
     writer = functools.partial(write_sharded_store, **sharding) if sharding else write_store
     spec = Preprocess(size=parse_size(size), channels=channels, resize=resize, interpolation=interpolation)
     manifest = read_dataset(source, layout=layout, **read_options(option, curation))
+    _start_engine(engine, address)
     start = time.perf_counter()
     columns = (TextColumn("converting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     # refreshed per batch, not by rich's timer thread: a lone thread lets the loader fork its workers
@@ -289,6 +295,7 @@ def convert(
         summary = writer(
             manifest, output, spec, seed=seed, test_size=test_size, group_column=group_column, on_error=on_error,
             compression=compression, workers=workers, progress=lambda done, total: bar.update(task, completed=done, refresh=True),
+            engine=engine,
         )
     seconds = time.perf_counter() - start
     if as_json:
@@ -391,6 +398,7 @@ def audit(
     seed: Annotated[int, typer.Option("--seed", help="Seed for sampling and the cross-validated models.")] = 0,
     group_column: Annotated[str | None, typer.Option(
         "--group-column", help="Metadata column (e.g. sender_id): a group in two splits is reported as leakage.")] = None,
+    engine: EngineOpt = "local", address: AddressOpt = None,
     curation: CurationOpt = None,
     layout: LayoutOpt = "auto",
     option: OptionOpt = None,
@@ -417,8 +425,10 @@ def audit(
     if curation:
         reader_options["curation"] = curation
     manifest = read_dataset(source, layout=layout, **reader_options)
+    _start_engine(engine, address)
     report = run_audit(manifest, checks=checks, sample=sample or None, seed=seed, options=check_options,
-                       progress=True, group_column=group_column, curation=reader_options.get("curation"))
+                       progress=True, group_column=group_column, curation=reader_options.get("curation"),
+                       engine=engine)
     paths = write_reports(report, out)
     if as_json:
         from pixelforge.audit.report import report_dict
@@ -573,6 +583,18 @@ def _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule,
     return {"optimizer": optimizer, "lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
             "schedule": schedule, "augment": augment, "seed": seed, "model_params": parse_options(param),
             "threads": threads or "auto", "precision": precision, "adaptive_threads": not fixed_threads}
+
+
+def _start_engine(engine: str, address: str | None) -> None:
+    """Start (or connect to) Ray before a command's long pass, and say where it runs."""
+    from pixelforge.data.ray_engine import check_engine, start
+
+    if check_engine(engine) == "local":
+        if address:
+            raise PixelforgeError("--address goes with --engine ray")
+        return
+    where = start(address)
+    err_console.print(f"ray: {where['cpus']} CPUs on {where['nodes']} node(s) ({where['address']})", highlight=False)
 
 
 def _preprocess(size, channels, standardize):

@@ -12,6 +12,7 @@ from pixelforge.audit.context import AuditContext
 from pixelforge.audit.findings import SEVERITY_RANK, Finding, at_or_above
 from pixelforge.audit.scan import Scan, scan_manifest
 from pixelforge.data.manifest import Manifest
+from pixelforge.data.ray_engine import check_engine
 from pixelforge.data.split import group_ids
 from pixelforge.errors import ParameterError, PixelforgeError
 
@@ -73,6 +74,7 @@ def run_audit(
     thumb: int | None = None,
     group_column: str | None = None,
     curation=None,
+    engine: str = "local",
 ) -> AuditReport:
     """Audit a dataset (any source ``read_dataset`` takes, or a Manifest).
 
@@ -82,6 +84,8 @@ def run_audit(
     group_column: a metadata column (e.g. the photographer); a group with images in two splits is leakage.
     curation: a ``pixelforge browse`` decisions file: applied to the data (unless the Manifest was read
     with it), and the findings say which of their images are already decided.
+    engine: "ray" decodes and measures the images in Ray tasks (``data.ray_engine``); the checks run here
+    on the merged scan, so the report is the one a local run gives.
     """
     names = parse_checks(checks)
     if isinstance(source, Manifest):
@@ -107,7 +111,8 @@ def run_audit(
     timings: dict[str, float] = {}
     try:
         start = time.perf_counter()
-        scan = scan_manifest(manifest, thumb=thumb, workers=workers, progress=bar)
+        scan = scan_manifest(manifest, thumb=thumb, workers=workers, progress=bar,
+                             kind="ray" if check_engine(engine) == "ray" else "thread")
         timings["scan"] = time.perf_counter() - start
         ctx = AuditContext(manifest, scan, options=dict(options or {}), seed=seed, progress=bar,
                            group_column=group_column, groups=groups)

@@ -223,9 +223,11 @@ def _guess_thumb(manifest: Manifest, probe: int = 32, largest: int = 32) -> int:
     return largest
 
 
-def scan_manifest(manifest: Manifest, *, thumb: int | None = None, workers: int = 2, progress=None) -> Scan:
+def scan_manifest(manifest: Manifest, *, thumb: int | None = None, workers: int = 2, progress=None,
+                  kind: str = "thread") -> Scan:
     """Decode every row once (on ``workers`` threads, in row order) and collect features and thumbnails
-    (``thumb`` pixels square; by default the images' own size when they are small and square, else 32)."""
+    (``thumb`` pixels square; by default the images' own size when they are small and square, else 32).
+    ``kind="ray"``: the decoding runs in Ray tasks of 256 images (``--engine ray``)."""
     n = len(manifest)
     thumb = _guess_thumb(manifest) if thumb is None else int(thumb)
     channels = _guess_channels(manifest)
@@ -240,8 +242,9 @@ def scan_manifest(manifest: Manifest, *, thumb: int | None = None, workers: int 
     scan.content = [b""] * n
     task = progress.add_task("decode + features", total=n) if progress else None
     chunk = 512  # images in flight at most, and the progress bar moves every this many
+    ray = kind == "ray"
     for i, rec, error in ordered_map(_safe_features, range(n), workers=workers, context=(manifest, thumb, channels),
-                                     ahead=chunk):
+                                     ahead=8 if ray else chunk, kind=kind, group=256 if ray else 1):
         if error is not None:
             scan.errors[i] = error
             # keep what is known about a broken file (size, magic bytes, extension)

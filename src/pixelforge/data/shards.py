@@ -113,6 +113,7 @@ def write_sharded_store(
     batch_size: int = 256,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    engine: str = "local",
 ) -> StoreSummary:
     """Decode ``manifest`` with ``spec`` into ``folder`` as ``shards`` stores (or stores of ``shard_size``
     images) plus ``index.json``; splits and statistics as ``write_store``'s (see the module docstring)."""
@@ -148,7 +149,7 @@ def write_sharded_store(
                     rows, shape, dtype = write_images(
                         f, part, spec, stats, comp, folder / name, on_error=on_error, skipped=part_skips,
                         workers=workers, batch_size=batch_size, progress=progress, offset=bounds[k],
-                        total=len(manifest),
+                        total=len(manifest), engine=engine,
                     )
                     if first is not None and (shape, dtype) != first:
                         raise PixelforgeError(f"{part.describe(int(rows[0]))}: {name} decoded to {shape} {dtype}, but "

@@ -36,6 +36,7 @@ from pixelforge.data.loader import iterate_decoded
 from pixelforge.data.locations import printable
 from pixelforge.data.manifest import Manifest, Skip, index_dtype
 from pixelforge.data.preprocess import Preprocess
+from pixelforge.data.ray_engine import check_engine
 from pixelforge.data.split import assign_splits
 from pixelforge.data.stats import RunningStats
 from pixelforge.errors import PixelforgeError
@@ -107,12 +108,14 @@ def write_store(
     batch_size: int = 256,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    engine: str = "local",
 ) -> StoreSummary:
     """Decode ``manifest`` with ``spec`` and write it as a store at ``path``.
 
     Splits: the source's own, else a stratified seeded hold-out (size rule, or ``test_size``), keeping
     the groups of the metadata column ``group_column`` on one side when given.
     Channel mean/std come from the training rows only. ``progress(done, total)`` is called per batch.
+    ``engine="ray"`` decodes in Ray tasks (``data.ray_engine``); this process still writes the file.
     """
     import h5py
 
@@ -133,7 +136,7 @@ def write_store(
         with h5py.File(tmp, "w") as f:
             rows, shape, dtype = write_images(
                 f, manifest, spec, stats, comp, path, on_error=on_error, skipped=skipped, workers=workers,
-                batch_size=batch_size, progress=progress,
+                batch_size=batch_size, progress=progress, engine=engine,
             )
             _write_tables(f, manifest, rows, skipped, comp)
             mean, std = _write_stats(f, spec, stats, manifest)
@@ -149,7 +152,7 @@ def write_store(
 def write_images(
     f, manifest: Manifest, spec: Preprocess, stats: RunningStats, comp: dict, path: Path, *, on_error: str,
     skipped: list[Skip], workers: int | None, batch_size: int, progress: Callable[[int, int], None] | None,
-    offset: int = 0, total: int | None = None,
+    offset: int = 0, total: int | None = None, engine: str = "local",
 ) -> tuple[np.ndarray, tuple[int, ...], str]:
     """Decode ``manifest`` into the ``images`` dataset of the open file ``f`` (its final name ``path``),
     adding the scaled training rows to ``stats``. Returns the rows kept, the image shape and dtype.
@@ -161,7 +164,8 @@ def write_images(
     written = 0
     images = None
     for batch, _labels, rows in iterate_decoded(
-        manifest, spec, batch_size, on_error=on_error, skipped=skipped, workers=workers
+        manifest, spec, batch_size, on_error=on_error, skipped=skipped, workers=workers,
+        executor="ray" if check_engine(engine) == "ray" else "auto",
     ):
         if images is None:
             shape = batch.shape[1:]

@@ -30,7 +30,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
 from pixelforge.errors import ParameterError
 
-KINDS = ("thread", "process")
+KINDS = ("thread", "process", "ray")
 MAX_WORKERS = 8
 _STATE: dict = {}  # (fn, context) inside a worker process, set once by its initializer
 
@@ -114,14 +114,20 @@ def _call_in_process(item):
 
 
 def ordered_map(fn: Callable, items: Iterable, *, workers: int = 1, kind: str = "thread", context: tuple = (),
-                ahead: int | None = None, preload: Sequence[str] = ()) -> Iterator:
+                ahead: int | None = None, preload: Sequence[str] = (), group: int = 1) -> Iterator:
     """``fn(*context, item)`` for every item, yielded in item order, at most ``ahead`` (default
     ``4 * workers``) submitted and not yet yielded. One worker runs inline, without a pool.
 
     With processes, ``fn`` (a module-level function) and ``context`` go to each worker once, when it
     starts (inherited when forked), and only the items and results travel per task; ``preload``
     names the modules a forkserver imports up front. The pool is shut down when the iteration ends,
-    fails, or is abandoned (queued tasks are cancelled)."""
+    fails, or is abandoned (queued tasks are cancelled). ``kind="ray"`` runs ``group`` items per
+    Ray task, wherever Ray runs them (``ray_engine``; ``workers`` is then Ray's business)."""
+    if kind == "ray":
+        from pixelforge.data.ray_engine import ray_map
+
+        yield from ray_map(fn, items, context=context, ahead=ahead or 8, group=group)
+        return
     if workers <= 1:
         for item in items:
             yield fn(*context, item)
