@@ -140,3 +140,26 @@ def test_resume_after_one_rank_is_killed(tmp_path):
     summary = json.loads(resumed.stdout)
     assert summary["epochs_run"] == 6
     assert len(json.loads((out / "history.json").read_text())["loss"]) == 6
+
+
+def test_device_choice(tmp_path):
+    import torch
+
+    from pixelforge.errors import ParameterError
+    from pixelforge.train.trainer import Trainer, resolve_device
+    from tests.train_helpers import toy_images
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ParameterError, match="must be cpu, cuda"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match="sees no CUDA GPU"):
+            Trainer("dnn", device="cuda")
+    x, y = toy_images(20)
+    trainer = Trainer("dnn", device="auto", verbose=False, seed=1)
+    trainer.fit((x, y), epochs=1, batch_size=16)
+    trainer.save(tmp_path / "run")
+    training = json.loads((tmp_path / "run" / "model.json").read_text())["training"]
+    assert training["device"] == str(resolve_device("auto")) and training["processes"] == 1
+    assert Trainer.from_config(trainer.get_config()).requested_device == "auto"

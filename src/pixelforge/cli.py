@@ -633,6 +633,8 @@ def train(
     nproc: Annotated[int, typer.Option(
         "--nproc", help="Train data-parallel in N processes on this machine (launches torchrun; "
                         "on a cluster run torchrun -m pixelforge train … yourself).")] = 1,
+    device: Annotated[str, typer.Option(
+        "--device", help="cpu, cuda, cuda:N or auto (cuda when torch sees a GPU); with --nproc each rank takes its own GPU.")] = "cpu",
     layout: LayoutOpt = "auto", option: OptionOpt = None, as_json: JsonOpt = False,
 ):
     """Train a model; writes the run folder (model.safetensors + model.json, checkpoints, curves, log, metrics)."""
@@ -655,6 +657,7 @@ def train(
         err_console.print(f"[yellow]note[/] {escape(note)}", highlight=False)
     options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
                                 precision, fixed_threads)
+    options["device"] = device
     if pretrained:
         options.update(pretrained=pretrained, pretrained_sha256=pretrained_sha256, freeze=freeze,
                        unfreeze_after=unfreeze_after, layer_lr_ratio=layer_lr_ratio)

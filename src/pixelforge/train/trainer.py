@@ -63,9 +63,9 @@ class History:
 class RunningMetrics:
     """Epoch-so-far loss and accuracy, kept as tensors; ``.loss``/``.accuracy`` convert on demand."""
 
-    def __init__(self):
-        self.loss_sum = torch.zeros((), dtype=torch.float64)
-        self.correct = torch.zeros((), dtype=torch.int64)
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
         self.seen = 0
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -81,6 +81,26 @@ class RunningMetrics:
     @property
     def accuracy(self) -> float:
         return int(self.correct) / max(self.seen, 1)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """The torch device for "cpu", "cuda", "cuda:N" or "auto"; a GPU asked for and not visible is an error."""
+    name = (device or "cpu").strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(name)
+    except RuntimeError:
+        raise ParameterError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise ParameterError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+            raise ParameterError(f"--device {device}: torch sees no CUDA GPU here (torch {torch.__version__}, {build})")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ParameterError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) visible")
+    return resolved
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -114,6 +134,8 @@ class Trainer:
     freeze: train only the head; ``unfreeze_after=N``: the head for N epochs, then every layer.
     layer_lr_ratio: with pretrained weights, the first layers learn at this fraction of ``lr`` (the
         head at ``lr``, the groups between on a log scale); default 0.1.
+    device: "cpu" (default), "cuda" / "cuda:N" (a CUDA build of torch and a GPU), or "auto" (cuda when
+        one is visible); batches are gathered on the CPU and moved per step; saved weights are CPU tensors.
 
     Started by torchrun (WORLD_SIZE > 1 in the environment), the trainer trains data-parallel: see
     ``train.distributed`` for what each rank reads, how batches and metrics are shared, and who writes.
@@ -126,7 +148,7 @@ class Trainer:
                  memory_budget: int | None = None, workers: int | None = None, console=None,
                  precision: str = "fp32", adaptive_threads: bool = True, pretrained: str | None = None,
                  pretrained_sha256: str | None = None, freeze: bool = False, unfreeze_after: int | None = None,
-                 layer_lr_ratio: float | None = None):
+                 layer_lr_ratio: float | None = None, device: str = "cpu"):
         self.model_name = model if isinstance(model, str) else model.config["name"]
         self.network = None if isinstance(model, str) else model
         self.model_params = dict(model_params or {})
@@ -144,7 +166,13 @@ class Trainer:
         self.console = console
         self.requested_precision = precision
         self.precision = resolve_precision(precision)  # "auto" → bf16 on CPUs with native bf16, else fp32
-        self.ranks = distributed.setup()
+        self.requested_device = device
+        self.device = resolve_device(device)
+        self.ranks = distributed.setup(self.device.type)
+        if self.ranks.active and self.device.type == "cuda":  # one GPU per rank on its node
+            import os
+
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         # timing the thread count per rank would make ranks wait on each other's probes
         self.adaptive_threads = adaptive_threads and not self.ranks.active
         self.threads = threads
@@ -190,6 +218,7 @@ class Trainer:
             "freeze": bool(self.transfer and self.transfer.freeze),
             "unfreeze_after": self.transfer.unfreeze_after if self.transfer else None,
             "layer_lr_ratio": self.transfer.layer_lr_ratio if self.transfer else None,
+            "device": self.requested_device,
         }
 
     @classmethod
@@ -280,7 +309,8 @@ class Trainer:
             self.log(f"pre-trained weights: {self.transfer.source}"
                      + "".join(f"; {note}" for note in self.transfer_report.get("messages", [])))
         self.classes = list(classes)
-        self._net = PreprocessedModel(BatchTransform(self.preprocess), self.network)
+        self.network.to(self.device)
+        self._net = PreprocessedModel(BatchTransform(self.preprocess), self.network).to(self.device)
         if self.compile:
             self._net = torch.compile(self._net, dynamic=False)
         self._train_net = self._net
@@ -288,7 +318,9 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             # frozen layers (transfer) have parameters without gradients in some epochs
-            self._train_net = DistributedDataParallel(self._net, find_unused_parameters=self.transfer is not None)
+            self._train_net = DistributedDataParallel(
+                self._net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self.transfer is not None)
         if getattr(self.network, "trainable_by_gradient", True) and self.optimizer is None:
             self.optimizer = self._build_optimizer()
 
@@ -327,6 +359,7 @@ class Trainer:
             "batch_size": self.batch_size, "augment": self.augment_dict(),
             "compile": bool(self.compile), "precision": self.precision,
             "precision_requested": self.requested_precision, "pixelforge_version": __version__,
+            "device": str(self.device), "processes": self.ranks.world,
             "transfer": None if self.transfer is None else {
                 "pretrained": self.transfer.source, "freeze": self.transfer.freeze,
                 "unfreeze_after": self.transfer.unfreeze_after, "layer_lr_ratio": self.transfer.layer_lr_ratio,
@@ -460,7 +493,7 @@ class Trainer:
                 if not 0 <= index < k:
                     raise PixelforgeError(f"class_weight names class {key!r}; classes are 0..{k - 1}")
                 weights[index] = float(value)
-        return torch.tensor(weights, dtype=torch.float32)
+        return torch.tensor(weights, dtype=torch.float32, device=self.device)
 
     def _report_skips(self, data, what: str) -> None:
         for skip in data.skipped[:5]:
@@ -503,7 +536,8 @@ class Trainer:
         net.train()
         if self.transfer is not None:
             self._transfer_phase(epoch)
-        running = RunningMetrics()
+        device = self.device
+        running = RunningMetrics(device)
         penalty = self.network.regularization_loss() if hasattr(self.network, "regularization_loss") else None
         regularized = penalty is not None and penalty.requires_grad
         scheduled = self.schedule.name != "constant"
@@ -514,7 +548,8 @@ class Trainer:
         # (and a frozen body too: the hand-written step writes every gradient)
         frozen = self.transfer is not None and self.transfer.frozen_at(epoch)
         # (and data-parallel runs: DDP shares the gradients autograd computes)
-        manual = (None if self.compile or class_weight is not None or frozen or ranks.active
+        # (and GPUs: the hand-written steps are CPU code)
+        manual = (None if self.compile or class_weight is not None or frozen or ranks.active or device.type != "cpu"
                   else getattr(self.network, "train_step", None))
         transform = self._net.transform
         total = self.steps_per_epoch * self.epochs
@@ -537,11 +572,13 @@ class Trainer:
                     for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                         group["lr"] = self.schedule.lr_at(step, self.steps_per_epoch, total, base)
                 x, y = to_tensor(images), torch.from_numpy(labels)
+                if device.type != "cpu":
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 done = manual(transform(x), y, bf16=bf16) if manual is not None else None
                 if done is not None:  # the model wrote its own gradients (see FashionBaseline.train_step)
                     loss, logits = done
                 else:
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                         logits = net(x)
                     loss = F.cross_entropy(logits.float(), y, weight=class_weight)
                     if regularized:
@@ -584,8 +621,11 @@ class Trainer:
 
     def _fit_closed_form(self, train_data, val_data) -> History:
         """Models without gradient training (knn): one pass that stores or solves, then scores."""
-        xs = [self._net.transform(to_tensor(images)) for images, _ in train_data.batches(4096)]
-        ys = [torch.from_numpy(labels) for _, labels in train_data.batches(4096)]
+        if self.ranks.active:
+            raise PixelforgeError(f"{self.model_name} is fitted in one pass, not by gradient steps: "
+                                  "train it with one process (without --nproc / torchrun)")
+        xs = [self._net.transform(to_tensor(images).to(self.device)) for images, _ in train_data.batches(4096)]
+        ys = [torch.from_numpy(labels).to(self.device) for _, labels in train_data.batches(4096)]
         self.network.fit_arrays(torch.cat(xs), torch.cat(ys))
         logs = {}
         scores = self.evaluate(train_data)
@@ -632,7 +672,7 @@ class Trainer:
         outs, labels = [], []
         with torch.inference_mode():
             for images, y in data.batches(batch_size):
-                outs.append(self._net(to_tensor(images)).float())
+                outs.append(self._net(to_tensor(images).to(self.device)).float().cpu())
                 labels.append(y)
         return torch.cat(outs), np.concatenate(labels)
 
