@@ -642,6 +642,8 @@ def train(
 
     from rich.markup import escape
 
+    if nproc != 1 and lr_find:
+        raise PixelforgeError("--lr-find runs in one process; drop --nproc for it")
     if nproc != 1 and "WORLD_SIZE" not in os.environ:  # the launcher; each rank runs without --nproc
         from pixelforge.train.distributed import launch, strip_nproc
 

@@ -113,6 +113,10 @@ def run_audit(
         start = time.perf_counter()
         scan = scan_manifest(manifest, thumb=thumb, workers=workers, progress=bar,
                              kind="ray" if check_engine(engine) == "ray" else "thread")
+        if engine == "ray":  # the checks run here, on the merged scan
+            from pixelforge.data.ray_engine import release
+
+            release()
         timings["scan"] = time.perf_counter() - start
         ctx = AuditContext(manifest, scan, options=dict(options or {}), seed=seed, progress=bar,
                            group_column=group_column, groups=groups)
