@@ -621,7 +621,7 @@ def train(
     threads: ThreadsOpt = None, fixed_threads: FixedThreadsOpt = False, precision: PrecisionOpt = "fp32",
     pretrained: Annotated[str | None, typer.Option(
         "--pretrained", help="Start from these weights: a .safetensors/.pth file, a pixelforge model folder, an "
-                             "http(s) URL or hf://owner/repo[/file] (downloaded once into ~/.cache/pixelforge).")] = None,
+                             "http(s) URL or hf://owner/repo or hf://owner/repo/file (downloaded once into ~/.cache/pixelforge).")] = None,
     pretrained_sha256: Annotated[str | None, typer.Option(
         "--pretrained-sha256", help="Expected SHA-256 of the --pretrained file.")] = None,
     freeze: Annotated[bool, typer.Option("--freeze", help="Train only the head (the pre-trained body is frozen).")] = False,
@@ -800,7 +800,7 @@ def features(
     backbone: Annotated[str, typer.Option(
         "--backbone", help="A zoo backbone (resnet18, resnet50, mobilenet_v3_large, …) or a pixelforge model folder.")] = "resnet18",
     weights: Annotated[str | None, typer.Option(
-        "--weights", help="Pre-trained weights for a zoo backbone: file, URL or hf://owner/repo[/file].")] = None,
+        "--weights", help="Pre-trained weights for a zoo backbone: file, URL or hf://owner/repo (or …/file).")] = None,
     weights_sha256: Annotated[str | None, typer.Option("--weights-sha256", help="Expected SHA-256 of --weights.")] = None,
     size: SizeOpt = None, channels: ChannelsOpt = None, batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     head: Annotated[str | None, typer.Option(
@@ -849,7 +849,7 @@ def predict(
     images: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns or http(s) URLs.")],
     top: Annotated[int, typer.Option("--top", "-k", help="Classes to show per image.")] = 3,
     weights: Annotated[str | None, typer.Option(
-        "--weights", help="With imagenet:NAME: the published weights (file, http(s) URL or hf://owner/repo[/file]).")] = None,
+        "--weights", help="With imagenet:NAME: the published weights (file, http(s) URL or hf://owner/repo (or …/file)).")] = None,
     weights_sha256: Annotated[str | None, typer.Option("--weights-sha256", help="Expected SHA-256 of --weights.")] = None,
     class_names: Annotated[str | None, typer.Option(
         "--class-names", help="With imagenet:NAME: class names, one per line (default: config.json beside the "
