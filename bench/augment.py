@@ -212,16 +212,70 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The ops for images unlike the training data, each alone at p=1 (bench.augment --wild-ops), beside
+# albumentations' nearest op where it has one (when installed).
+WILD_OPS = {
+    "background": "background=1.0",
+    "recolor": "recolor=1.0",
+    "perspective": "perspective=0.1,perspective.p=1",
+    "stroke": "stroke=1.0",
+    "blur": "blur=1.5,blur.p=1",
+    "noise": "noise=20,noise.p=1",
+    "jpeg": "jpeg=[30,90],jpeg.p=1",
+}
+
+
+def _albumentations_wild():
+    try:
+        import albumentations as A
+    except ImportError:
+        return {}
+    return {
+        "perspective": A.Perspective(scale=(0.05, 0.1), p=1.0),
+        "blur": A.GaussianBlur(sigma_limit=(0.1, 1.5), p=1.0),
+        "noise": A.GaussNoise(p=1.0),
+        "jpeg": A.ImageCompression(quality_range=(30, 90), p=1.0),
+    }
+
+
+def wild_ops_rates(data: dict, seconds: float) -> dict:
+    """images/s of each wild op per case (pixelforge batched; albumentations per image if installed)."""
+    peers = _albumentations_wild()
+    out: dict = {}
+    for case, x in data.items():
+        for name, spec in WILD_OPS.items():
+            row = out.setdefault(name, {})
+            row[f"{case} pixelforge"] = round(pixelforge_rate(x, CASES[case], seconds, spec))
+            if name in peers:
+                state = {"i": 0}
+
+                def step(transform=peers[name], x=x, state=state):
+                    for _ in range(64):
+                        transform(image=x[state["i"] % len(x)])
+                        state["i"] += 1
+                    return 64
+
+                row[f"{case} albumentations"] = round(rate(step, seconds))
+    return out
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="timing window per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the best of each is kept")
     parser.add_argument("--tf-python", default=os.environ.get("PIXELFORGE_TF_KERAS_PYTHON"))
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--wild-ops", action="store_true", help="only time the wild-gap ops (augment_wild.json)")
     args = parser.parse_args(argv)
     cv2.setNumThreads(2)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     data = {"fmnist_28x28": fashion_mnist("train", limit=4096)[0], "clothing5_224x224": clothing5()}
+    if args.wild_ops:
+        wild = wild_ops_rates(data, args.seconds)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "augment_wild.json").write_text(json.dumps(wild, indent=2) + "\n")
+        print(json.dumps(wild, indent=2))
+        return wild
     result = {
         "policy": POLICY,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "

@@ -567,6 +567,8 @@ AugmentOpt = Annotated[str | None, typer.Option("--augment", help='Augmentation,
 SizeOpt = Annotated[str | None, typer.Option("--size", help="Resize to N or HEIGHTxWIDTH (default: the images' own size).")]
 ChannelsOpt = Annotated[int | None, typer.Option("--channels", help="1 (grayscale) or 3 (RGB); default: the images' own.")]
 StandardizeOpt = Annotated[str | None, typer.Option("--standardize", help="global, channel, pixel (fitted on training data) or sample.")]
+CanonicalOpt = Annotated[str | None, typer.Option("--canonical", help="Canonicalize every image (also at evaluate/predict; saved in "
+                                                  "model.json): comma-separated polarity,crop,center,stretch.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for splits, weights, shuffling and augmentation.")]
 ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value (repeatable).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: the idle cores now, at least 1); training "
@@ -597,11 +599,11 @@ def _start_engine(engine: str, address: str | None) -> None:
     err_console.print(f"ray: {where['cpus']} CPUs on {where['nodes']} node(s) ({where['address']})", highlight=False)
 
 
-def _preprocess(size, channels, standardize):
+def _preprocess(size, channels, standardize, canonical=None):
     from pixelforge.data.preprocess import Preprocess
     from pixelforge.data.store import parse_size
 
-    return Preprocess(size=parse_size(size), channels=channels, standardize=standardize)
+    return Preprocess(size=parse_size(size), channels=channels, standardize=standardize, canonical=canonical)
 
 
 @app.command()
@@ -612,8 +614,8 @@ def train(
     model: ModelOpt = "fmnist_baseline", epochs: EpochsOpt = 10, batch_size: BatchOpt = 32,
     optimizer: OptimizerOpt = "auto", lr: LrOpt = None, momentum: MomentumOpt = None, nesterov: NesterovOpt = False,
     weight_decay: DecayOpt = 0.0, schedule: ScheduleOpt = None, augment: AugmentOpt = None, size: SizeOpt = None,
-    channels: ChannelsOpt = None, standardize: StandardizeOpt = None, seed: SeedOpt = 0, param: ParamOpt = None,
-    group_column: GroupColumnOpt = None,
+    channels: ChannelsOpt = None, standardize: StandardizeOpt = None, canonical: CanonicalOpt = None, seed: SeedOpt = 0,
+    param: ParamOpt = None, group_column: GroupColumnOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     early_stopping: Annotated[int | None, typer.Option("--early-stopping", help="Stop after N epochs without improvement.")] = None,
     monitor: Annotated[str, typer.Option("--monitor", help="val_loss or val_accuracy: picks the best checkpoint.")] = "val_loss",
@@ -665,7 +667,7 @@ def train(
                        unfreeze_after=unfreeze_after, layer_lr_ratio=layer_lr_ratio)
     elif freeze or unfreeze_after is not None:
         raise PixelforgeError("--freeze and --unfreeze-after need --pretrained weights")
-    spec = _preprocess(size, channels, standardize)
+    spec = _preprocess(size, channels, standardize, canonical)
     if lr_find:
         result = lr_find_run(manifest, out, model=model, preprocess=spec, batch_size=batch_size,
                              group_column=group_column, **options)
@@ -696,7 +698,8 @@ def cv(
     model: ModelOpt = "fmnist_baseline", epochs: EpochsOpt = 10, batch_size: BatchOpt = 32,
     optimizer: OptimizerOpt = "auto", lr: LrOpt = None, momentum: MomentumOpt = None, nesterov: NesterovOpt = False,
     weight_decay: DecayOpt = 0.0, schedule: ScheduleOpt = None, augment: AugmentOpt = None, size: SizeOpt = None,
-    channels: ChannelsOpt = None, standardize: StandardizeOpt = None, seed: SeedOpt = 1, param: ParamOpt = None,
+    channels: ChannelsOpt = None, standardize: StandardizeOpt = None, canonical: CanonicalOpt = None, seed: SeedOpt = 1,
+    param: ParamOpt = None,
     group_column: GroupColumnOpt = None,
     threads: ThreadsOpt = None, fixed_threads: FixedThreadsOpt = False, precision: PrecisionOpt = "fp32",
     curation: CurationOpt = None,
@@ -712,7 +715,7 @@ def cv(
     options = _training_options(optimizer, lr, momentum, nesterov, weight_decay, schedule, augment, seed, param, threads,
                                 precision, fixed_threads)
     options.pop("seed")
-    report = cross_validate(data, _preprocess(size, channels, standardize), folds=folds, seed=seed, epochs=epochs,
+    report = cross_validate(data, _preprocess(size, channels, standardize, canonical), folds=folds, seed=seed, epochs=epochs,
                             batch_size=batch_size, out_dir=out, model=model, verbose=not as_json,
                             console=err_console, callbacks_for=None if as_json else lambda f: [ProgressBar(err_console)],
                             group_column=group_column, **options)
@@ -768,7 +771,7 @@ def evaluate(
 
         report["wild"] = wild_evaluate(model, data, run, source, wild_dir=wild_dir, severities=severities,
                                        corruptions=corruptions, limit=wild_limit, threshold=threshold, seed=seed,
-                                       out_dir=Path(out or report_dir(run)) / "wild")
+                                       out_dir=Path(out or report_dir(run)) / "wild", reference=manifest)
     if as_json:
         print_json(report)
         return

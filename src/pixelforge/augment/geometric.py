@@ -1,5 +1,6 @@
 """Geometric ops from the data-curation material: exact quarter turns, rotation without clipping,
-zoom as random crop + resize, and shift by rolling (wrap-around, like np.roll).
+zoom as random crop + resize, and shift by rolling (wrap-around, like np.roll); and perspective
+(a photo taken at an angle).
 
 Rotation without clipping and crop-zoom are single affine warps (the canvas expansion and the
 resize back folded into one matrix), so they interpolate once and share the batched engine.
@@ -7,11 +8,12 @@ resize back folded into one matrix), so they interpolate once and share the batc
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-from pixelforge.augment.affine import warp
-from pixelforge.augment.base import Op, register
-from pixelforge.augment.spec import SpecError, interval, number
+from pixelforge.augment.affine import CV2_BORDERS, FILL_MODES, warp
+from pixelforge.augment.base import Op, chosen, image_view, register
+from pixelforge.augment.spec import SpecError, interval, number, probability
 
 
 @register
@@ -160,3 +162,42 @@ def roll_batch(x: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
     rows = (np.arange(h)[None, :] - np.asarray(dy)[:, None]) % h
     cols = (np.arange(w)[None, :] - np.asarray(dx)[:, None]) % w
     return x[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+@register
+class Perspective(Op):
+    """Perspective distortion with probability p: each corner moves by up to ``scale`` of the image
+    side, inwards or outwards (Keras' RandomPerspective ``scale``); uncovered pixels follow
+    ``fill_mode`` (Keras' names; ``cval`` for "constant")."""
+
+    name = "perspective"
+    main = "scale"
+    defaults = {"scale": 0.1, "p": 0.5, "fill_mode": "nearest", "cval": 0.0}
+
+    def setup(self, scale, p, fill_mode, cval):
+        self.scale = number("perspective scale", scale, low=0, high=0.5)
+        self.p = probability("perspective p", p)
+        if fill_mode not in FILL_MODES:
+            raise SpecError(f"perspective fill_mode must be one of {list(FILL_MODES)}, got {fill_mode!r}")
+        self.cval = number("perspective cval", cval)
+
+    @property
+    def is_identity(self) -> bool:
+        return not self.p or not self.scale
+
+    def __call__(self, x, rng, lo, hi):
+        idx = chosen(rng, len(x), self.p)
+        if self.is_identity or not len(idx):
+            return x
+        h, w = x.shape[1:3]
+        corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float32)
+        moves = rng.uniform(-self.scale, self.scale, (len(idx), 4, 2)) * np.array([w, h])
+        out = x.copy()
+        src = x if x.dtype != np.float16 else x.astype(np.float32)
+        border = CV2_BORDERS[self.params["fill_mode"]]
+        for i, move in zip(idx, moves, strict=True):
+            matrix = cv2.getPerspectiveTransform(corners, (corners + move).astype(np.float32))
+            warped = cv2.warpPerspective(image_view(src, i), matrix, (w, h), flags=cv2.INTER_LINEAR,
+                                         borderMode=border, borderValue=(self.cval,) * 4)
+            out[i] = warped.reshape(x.shape[1:])
+        return out

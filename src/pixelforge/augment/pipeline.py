@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from pixelforge.augment import geometric, morphology, photometric  # noqa: F401  (register the non-Keras ops)
+from pixelforge.augment import compositing, geometric, morphology, photometric  # noqa: F401  (register the non-Keras ops)
 from pixelforge.augment.base import OPS, Op
 from pixelforge.augment.keras_ops import KERAS_KEYS, Flip, KerasAffine
 from pixelforge.augment.normalize import NORMALIZE_KEYS

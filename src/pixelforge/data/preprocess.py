@@ -1,7 +1,8 @@
 """Preprocess: a small serializable spec that turns a Manifest row into model-ready numbers.
 
 Two stages, so that augmentation can sit between them:
-  ``load``      decode + channels + resize  → uint8/uint16 HWC array (what gets stored and augmented)
+  ``load``      decode + channels + canonical steps (optional) + resize → uint8/uint16 HWC array
+                (what gets stored and augmented)
   ``transform`` normalize + standardize a batch → float32 NCHW array (what the model sees; ``affine``
                 is the one definition of the numbers, shared with the trainer's torch transform)
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pixelforge.data.canonical import CANONICAL_STEPS, POLARITIES
 from pixelforge.data.decode import DEFAULT_MAX_PIXELS, decode_image
 from pixelforge.data.resize import RESIZE_METHODS, resize
 from pixelforge.errors import ParameterError, check_keys
@@ -40,6 +42,10 @@ class Preprocess:
         ([-1, 1]) or "none" (raw values).
     standardize: None, "global" (one mean/std), "channel" (per channel), "pixel" (per pixel and
         channel) — all fitted on training data — or "sample" (each image by its own mean/std).
+    canonical: canonicalizing steps among "polarity", "crop", "center", "stretch" (see
+        ``data.canonical``), applied per image before the model sees it, in that order; none by default.
+    polarity: the training data's background, "dark" or "light" (what the "polarity" step turns every
+        image into); measured on the training data by ``fit_polarity``.
     """
 
     size: tuple[int, int] | None = None
@@ -52,6 +58,8 @@ class Preprocess:
     epsilon: float = 1e-7
     mean: list | None = field(default=None, repr=False)
     std: list | None = field(default=None, repr=False)
+    canonical: list[str] = field(default_factory=list)
+    polarity: str | None = None
 
     def __post_init__(self):
         if self.size is not None:
@@ -68,6 +76,9 @@ class Preprocess:
             raise ParameterError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         if self.standardize not in STANDARDIZATIONS:
             raise ParameterError(f"standardize must be one of {STANDARDIZATIONS}, got {self.standardize!r}")
+        self.canonical = parse_canonical(self.canonical)
+        if self.polarity not in (None, *POLARITIES):
+            raise ParameterError(f"polarity must be one of {POLARITIES} or None, got {self.polarity!r}")
 
     # ---- stage 1: decode, channels, resize ----------------------------------------------------
     def decode(self, data, name: str = "image", max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -76,9 +87,39 @@ class Preprocess:
             data, name=name, channels=self.channels, background=self.background,
             max_pixels=max_pixels, draft_size=self.size,
         )
+        if self.canonical:
+            return self.canonicalize(img)
         if self.size is not None:
             img = resize(img, self.size, self.resize, self.interpolation)
         return img
+
+    def canonicalize(self, img: np.ndarray) -> np.ndarray:
+        """The canonical steps and the resize, on one decoded HWC image (see ``data.canonical``)."""
+        from pixelforge.data import canonical as steps
+
+        if "polarity" in self.canonical and self.polarity is None:
+            raise ParameterError("the polarity step needs the training data's polarity: call fit_polarity() first")
+        img = steps.canonicalize(img, self.canonical, self.size, self.polarity)
+        if self.size is not None:
+            img = resize(img, self.size, self.resize, self.interpolation)
+        if "stretch" in self.canonical:
+            img = steps.stretch_contrast(img)
+        return img
+
+    def fit_polarity(self, images, limit: int = 1000) -> Preprocess:
+        """Record the background polarity of the training data (majority of up to ``limit`` images,
+        a Manifest or an iterable of HWC arrays) for the "polarity" step."""
+        from pixelforge.data import canonical as steps
+        from pixelforge.data.manifest import Manifest
+
+        if isinstance(images, Manifest):
+            plain = Preprocess(channels=self.channels, background=self.background)
+            rows = np.linspace(0, len(images) - 1, min(limit, len(images))).round().astype(int)
+            sample = _readable(plain, images, np.unique(rows))
+        else:
+            sample = (img for _, img in zip(range(limit), images, strict=False))
+        self.polarity = steps.measure_polarity(sample)
+        return self
 
     def load(self, manifest, i: int) -> np.ndarray:
         return self.decode(manifest.read(i), name=manifest.describe(i))
@@ -161,6 +202,9 @@ class Preprocess:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["size"] = list(self.size) if self.size else None
+        for key in ("canonical", "polarity"):  # specs without canonical steps stay as they always were
+            if not out[key]:
+                del out[key]
         return out
 
     @classmethod
@@ -184,6 +228,31 @@ class Preprocess:
     @classmethod
     def read(cls, path: str | Path) -> Preprocess:
         return cls.from_json(Path(path).read_text())
+
+
+def _readable(spec: Preprocess, manifest, rows):
+    """The decodable images among ``rows`` (a broken file does not stop a measurement)."""
+    from pixelforge.errors import PixelforgeError
+
+    for i in rows:
+        try:
+            yield spec.load(manifest, int(i))
+        except PixelforgeError:
+            continue
+
+
+def parse_canonical(steps) -> list[str]:
+    """"polarity,crop" or ["crop", "polarity"] → the steps in the order they run, checked."""
+    if steps is None:
+        return []
+    if isinstance(steps, str):
+        steps = [s.strip() for s in steps.split(",") if s.strip() and s.strip().lower() != "none"]
+    if not isinstance(steps, list | tuple):
+        raise ParameterError(f"canonical must be a list of step names or a comma-separated string, got {steps!r}")
+    unknown = [s for s in steps if s not in CANONICAL_STEPS]
+    if unknown:
+        raise ParameterError(f"canonical steps must be among {', '.join(CANONICAL_STEPS)}; got {', '.join(map(str, unknown))}")
+    return [s for s in CANONICAL_STEPS if s in steps]
 
 
 def standardize_samples(x: np.ndarray, epsilon: float, center: bool = True, scale: bool = True) -> np.ndarray:

@@ -65,10 +65,12 @@ def run_info(run) -> dict:
 
 
 def wild_evaluate(saved_model, data, run, source, *, wild_dir=None, severities=None, corruptions=None,
-                  limit=2000, threshold=0.05, seed=0, out_dir=None) -> dict:
+                  limit=2000, threshold=0.05, seed=0, out_dir=None, reference=None) -> dict:
     """Run the suite for ``pixelforge evaluate --wild`` and write its files into ``out_dir``.
 
     ``data`` is the Manifest being evaluated; ``severities``/``corruptions`` are the CLI strings.
+    With ``wild_dir``, the report also says how those images differ from the training data
+    (``shift``: ``diagnose.diagnose_shift`` against ``reference``'s train split, else ``data``).
     Returns the suite report with ``files`` (paths written) and ``train_command`` (retrain with the
     recommendations) added.
     """
@@ -90,10 +92,16 @@ def wild_evaluate(saved_model, data, run, source, *, wild_dir=None, severities=N
             report[key] = train_command(str(source), info.get("model"), str(name.with_name(name.name + suffix)),
                                         soften(augment, strength) if strength != 1 else augment,
                                         info.get("options")) + params
+    examples: dict = {}
+    if wild_dir is not None:
+        from pixelforge.robustness.diagnose import diagnose_shift
+
+        report["shift"] = diagnose_shift(data if reference is None else reference, wild_dir, saved_model.preprocess,
+                                         limit=limit or None, seed=seed, examples=8, examples_out=examples)
     out = Path(out_dir) if out_dir else Path(run) / "wild"
     first = next(iterate_test_batches(saved_model, data, limit=1, seed=seed), None)
     report["files"] = write_report(report, out, saved_model=saved_model,
-                                   example=None if first is None else first[0][0])
+                                   example=None if first is None else first[0][0], shift_examples=examples)
     return report
 
 

@@ -129,9 +129,21 @@ def wild_montage(saved_model, report: dict, limit: int = 64) -> bytes | None:
 
 
 # ---- writing ----------------------------------------------------------------------------------
-def write_report(report: dict, out_dir, *, saved_model=None, example: np.ndarray | None = None) -> dict:
-    """Write report.json, accuracy.png, examples.png, wild_misclassified.png and report.html into
-    ``out_dir``; returns {kind: path}."""
+def shift_montage(examples: dict) -> bytes | None:
+    """Your images (top row) above training images (bottom row), as the model sees them."""
+    wild, train = list(examples.get("wild") or []), list(examples.get("train") or [])
+    if not wild or not train:
+        return None
+    columns = max(len(wild), len(train))
+    images = wild + [np.full_like(train[0], 255)] * (columns - len(wild)) + train
+    captions = ["your image"] * columns + ["training"] * len(train)
+    return montage(images, captions, columns=columns)
+
+
+def write_report(report: dict, out_dir, *, saved_model=None, example: np.ndarray | None = None,
+                 shift_examples: dict | None = None) -> dict:
+    """Write report.json, accuracy.png, examples.png, wild_misclassified.png, shift_examples.png and
+    report.html into ``out_dir``; returns {kind: path}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images: dict[str, bytes] = {}
@@ -143,6 +155,9 @@ def write_report(report: dict, out_dir, *, saved_model=None, example: np.ndarray
         mont = wild_montage(saved_model, report)
         if mont is not None:
             images["wild_misclassified.png"] = mont
+    side_by_side = shift_montage(shift_examples) if shift_examples else None
+    if side_by_side is not None:
+        images["shift_examples.png"] = side_by_side
     paths = {}
     for name, data in images.items():
         paths[name] = str(_atomic_write(out / name, data))
@@ -216,8 +231,68 @@ def render_html(report: dict, images: dict[str, bytes]) -> str:
         if "wild_misclassified.png" in images:
             data = base64.b64encode(images["wild_misclassified.png"]).decode()
             parts.append(f"<img src='data:image/png;base64,{data}' style='max-width:100%'>")
+    if report.get("shift"):
+        parts.append(shift_html(report["shift"], images.get("shift_examples.png")))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _num(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def _side(row: dict, side: str, spread: bool = True) -> str:
+    """An axis on one side: median [p25, p75]; polarity, a yes/no per image, as the share of yeses."""
+    v = row[side]
+    if row["axis"] == "polarity":
+        return f"{v['mean']:.0%} of images"
+    return f"{_num(v['median'])} [{_num(v['p25'])}, {_num(v['p75'])}]" if spread else _num(v["median"])
+
+
+def shift_html(shift: dict, examples_png: bytes | None) -> str:
+    """The "how your images differ from the training data" section: axes, distances, examples."""
+    e = html.escape
+    rows = "".join(
+        f"<tr{' class=bad' if r['differs'] else ''}><th>{e(r['axis'])}</th><td>{r['distance']:.2f}</td>"
+        f"<td>{_side(r, 'train')}</td><td>{_side(r, 'wild')}</td>"
+        f"<td>{_pct(r['outside'])}</td><td class='desc'>{e(r['description'])}</td>"
+        f"<td class='desc'>{e(r['remedy']) if r['differs'] else ''}</td></tr>"
+        for r in shift["axes"]
+    )
+    parts = [
+        "<h2>How your images differ from the training data</h2>",
+        f"<p><b>{e(shift['summary'])}</b>.</p>",
+        f"<p>{shift['wild']['images']} of your images against {shift['train']['images']} training images, "
+        f"measured at {shift['size'][0]}x{shift['size'][1]} (the model's input). <code>{e(shift['formula'])}</code>: "
+        "W1 is the 1-Wasserstein distance of the two distributions, IQR the training set's interquartile "
+        "range and unit the smallest difference that matters on the axis.</p>",
+        "<table><tr><th>axis</th><th>distance</th><th>training median [p25, p75]</th>"
+        "<th>yours median [p25, p75]</th><th>yours outside training's p1-p99</th><th>what it measures</th>"
+        f"<th>what helps</th></tr>{rows}</table>",
+    ]
+    if examples_png:
+        data = base64.b64encode(examples_png).decode()
+        parts.append("<p>Your images (top) and training images (bottom), at the model's input size:</p>"
+                     f"<img src='data:image/png;base64,{data}' style='max-width:100%'>")
+    return "\n".join(parts)
+
+
+def print_shift(shift: dict, console) -> None:
+    """Rich table of the shift diagnosis, differing axes in red."""
+    from rich.table import Table
+
+    table = Table(title="how your images differ from the training data "
+                        f"({shift['wild']['images']} yours vs {shift['train']['images']} training)")
+    for column in ("axis", "distance", "training median", "yours median"):
+        table.add_column(column, justify="left" if column == "axis" else "right", no_wrap=True)
+    for r in shift["axes"]:
+        colour = "red" if r["differs"] else "green"
+        table.add_row(r["axis"], f"[{colour}]{r['distance']:.2f}[/]", _side(r, "train", False), _side(r, "wild", False))
+    console.print(table)
+    console.print(shift["summary"], highlight=False)
+    for r in shift["axes"]:
+        if r["differs"]:
+            console.print(f"  [yellow]{r['axis']}[/]: {r['remedy']}", highlight=False)
 
 
 def print_report(report: dict, console) -> None:
@@ -257,6 +332,8 @@ def print_report(report: dict, console) -> None:
         w = report["wild"]
         console.print(f"your images ({w['source']}): accuracy [bold]{w['accuracy']:.1%}[/], "
                       f"{len(w['misclassified'])} of {w['images']} misclassified")
+    if report.get("shift"):
+        print_shift(report["shift"], console)
     for line in summarize(report.get("recommendations") or []):
         console.print(f"[yellow]recommend[/] {line}")
     if report.get("train_command"):

@@ -47,12 +47,16 @@ def _scores(y_true, y_pred) -> dict:
 
 # ---- reading test data at the model's input -----------------------------------------------------
 def input_spec(saved_model):
-    """A Preprocess that decodes to the model's input size and channels, as uint8 (no normalization)."""
+    """A Preprocess that decodes to the model's input size and channels, as uint8 (no normalization).
+
+    Canonical steps run here, on the full-resolution image (``predict_arrays`` runs them again on
+    the model-size image: they are close to idempotent, and corruptions meet them as wild images do)."""
     from pixelforge.data.preprocess import Preprocess
 
     spec = saved_model.preprocess
     return Preprocess(size=spec.size, resize=spec.resize, interpolation=spec.interpolation,
-                      channels=spec.channels, background=spec.background)
+                      channels=spec.channels, background=spec.background, canonical=spec.canonical,
+                      polarity=spec.polarity)
 
 
 def _class_map(data_classes: Sequence[str], model_classes: Sequence[str], where: str) -> np.ndarray:

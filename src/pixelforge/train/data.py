@@ -205,6 +205,8 @@ def prepare(
     if len(data) == 0:
         raise PixelforgeError(f"{data.source or 'data'}: no images")
     classes = list(classes) if classes is not None else list(data.classes)
+    if "polarity" in spec.canonical and spec.polarity is None:  # measured once, on the training data
+        spec = Preprocess.from_dict(spec.to_dict()).fit_polarity(data)
     first = spec.load(data, 0)
     spec = complete_spec(spec, first)
     sample = spec.load(data, 0) if first.shape[:2] != spec.size else first
@@ -215,7 +217,7 @@ def prepare(
     if len(data) * int(np.prod(image_shape)) * sample.dtype.itemsize > budget:
         return StreamData(data, spec, classes, image_shape, workers), spec
     y = class_indices(data, classes)
-    x = _stacked_fast_path(data, spec, image_shape)
+    x = None if spec.canonical else _stacked_fast_path(data, spec, image_shape)  # canonical steps must run
     if x is not None:
         return ArrayData(x, y, classes, [], np.arange(len(data)), data), spec
     x, rows, skipped = _decode_into(data, spec, image_shape, sample.dtype, workers)
@@ -244,11 +246,13 @@ def _prepare_arrays(data, spec: Preprocess, classes):
             classes = [str(i) for i in range(int(y.max()) + 1 if len(y) else 0)]
         if len(y) and (y.min() < 0 or y.max() >= len(classes)):
             raise PixelforgeError(f"label indices must be in [0, {len(classes)}), got {y.min()}..{y.max()}")
+    if "polarity" in spec.canonical and spec.polarity is None and x.dtype in (np.uint8, np.uint16):
+        spec = Preprocess.from_dict(spec.to_dict()).fit_polarity(x)
     spec = complete_spec(spec, x[0])
     shaped = x.shape[1:3] == spec.size and x.shape[3] == spec.channels
     if x.dtype == np.float32 and shaped:  # float values on the raw pixel scale (or features): used as they are
         return ArrayData(np.ascontiguousarray(x), y, list(classes)), spec
-    if x.dtype not in (np.uint8, np.uint16) or not shaped:
+    if x.dtype not in (np.uint8, np.uint16) or not shaped or spec.canonical:
         x = np.stack([spec.decode(img, name=f"array[{i}]") for i, img in enumerate(x)])
         if x.ndim == 3:
             x = x[..., None]

@@ -198,7 +198,7 @@ class SavedModel:
         size, channels = self.preprocess.size, self.preprocess.channels
         if isinstance(images, np.ndarray) and images.ndim in (3, 4) and images.dtype in (np.uint8, np.uint16):
             batch = images if images.ndim == 4 else images[..., None]
-            if batch.shape[1:] == (*size, channels):
+            if batch.shape[1:] == (*size, channels) and not self.preprocess.canonical:
                 return batch
             items = list(batch)
         else:
