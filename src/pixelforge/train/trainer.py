@@ -462,6 +462,8 @@ class Trainer:
             if len(train) == 0:
                 raise PixelforgeError("no training images")
             self.preprocess = complete_spec(self.preprocess, self.preprocess.load(train, 0))
+            if "polarity" in self.preprocess.canonical and self.preprocess.polarity is None:
+                self.preprocess = self.preprocess.fit_polarity(train)  # the whole data's, the same on every rank
         if self.classes is None:
             self.classes = list(train.classes)
         parts = []
