@@ -11,7 +11,8 @@ How (one shared workspace, steps in README order, as a user would type them):
   blocks (``pixelforge browse``, a server) runs its app without blocking (table ``BLOCKING``).
 - ``pixelforge …`` lines run in-process through typer's CliRunner and must exit 0; other shell lines
   (mkdir, tar) run in bash; ``make …`` lines are dry-run (``make -n``) in the repository, and only
-  the targets in ``MAKE_NOT_RUN`` are never run for real (with the reason).
+  the targets in ``MAKE_NOT_RUN`` are never run for real (with the reason), nor the commands in
+  ``NEEDS_A_CLUSTER`` (multi-machine launches; their single-machine form runs).
 - ``test_every_readme_command_is_run`` fails when a line starting with ``pixelforge `` or ``make ``
   sits anywhere the steps do not reach (another fence language, prose lines), and when a skip is stale.
 """
@@ -70,6 +71,11 @@ BLOCKING = {
     "pixelforge browse": "starts the same app on the same arguments, opens its pages and makes one decision "
                          "through it as a user would (writing the curation file the next steps read), then returns; "
                          "tests/test_browse*.py run the real server and a browser",
+}
+# Shell commands that need more than this machine (README command prefix → why, and what tests it instead).
+NEEDS_A_CLUSTER = {
+    "torchrun --nnodes 2": "needs two machines; tests/test_distributed.py runs the same training with 2 ranks "
+                           "on 127.0.0.1 (the README's `train --nproc 2` line runs here too)",
 }
 # make targets that are checked with `make -n` but never run for real, and why.
 MAKE_NOT_RUN = {
@@ -419,6 +425,7 @@ def run_bash_step(step: Step, ws: Path, server: str) -> None:
     if words[0] == "pixelforge":
         args = fast_args(words)[1:]
         with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(sys, "argv", ["pixelforge", *args])  # as typed (train --nproc relaunches it)
             if any(step.text.startswith(prefix) for prefix in BLOCKING):
                 mp.setattr("pixelforge.browse.server.serve", _serve_once)
             result = CliRunner().invoke(app, args, catch_exceptions=True)
@@ -427,6 +434,8 @@ def run_bash_step(step: Step, ws: Path, server: str) -> None:
             f"README line {step.line}: `{step.text}`\nran: pixelforge {shlex.join(args)}\n"
             f"exit code {result.exit_code}\n{output[-3000:]}\n{result.exception!r}"
         )
+        return
+    if any(step.text.startswith(prefix) for prefix in NEEDS_A_CLUSTER):
         return
     result = subprocess.run(["bash", "-c", command], cwd=ws, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"README line {step.line}: `{step.text}`\nran: {command}\n{result.stderr}"
@@ -498,6 +507,8 @@ def test_every_readme_command_is_run():
     assert not stale, f"MAKE_NOT_RUN lists targets the README no longer shows: {stale}"
     stale = [p for p in BLOCKING if not any(s.text.startswith(p) for s in steps())]
     assert not stale, f"BLOCKING lists commands the README no longer shows: {stale}"
+    stale = [p for p in NEEDS_A_CLUSTER if not any(s.text.startswith(p) for s in steps())]
+    assert not stale, f"NEEDS_A_CLUSTER lists commands the README no longer shows: {stale}"
     assert {"demo", "test", "test-slow"} <= make_targets
 
 
