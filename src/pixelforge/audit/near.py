@@ -12,7 +12,10 @@ Two stages, so that a million images are never compared all against all:
    thumbnails over small shifts, a few scales and a flip is high and *stands out*: the pair matches far
    better than either image matches its best other neighbour (look-alikes are common in some datasets,
    copies are not); their brightness and contrast differ by no more than a re-exposure does, and (for
-   colour) their hues agree.
+   colour) their hues agree. Each image's best pairs also get a finer search (zooms of 3-10% and
+   half-pixel offsets: crops resized back), and pairs already close a second look with one image of
+   the pair blurred (copies shrunk and enlarged back have lost their fine detail; blurring both images
+   would make look-alikes match as well).
 """
 
 from __future__ import annotations
@@ -34,6 +37,12 @@ ZOOMS = (1 / 1.08, 1.08)  # zooms of the first image of a pair (crops of ~5-10%)
 ZOOM_FROM = 0.85  # ... when the plain match correlates this well but not yet well enough
 HUE_DIFF = 0.06  # chromaticity difference (r, g, b shares) of two images above which colours differ
 OBJECT_HUE_DIFF = 0.08  # ... and of their objects' colours
+LOW_PASS = 0.8  # blur (thumbnail pixels) of the second look at a pair: one image of it blurred ...
+LOW_PASS_FLOOR = 0.97  # ... where a near duplicate must correlate at least this well ...
+LOW_PASS_FROM, LOW_PASS_TOP = 0.75, 6  # ... looked at for each image's best pairs that correlate this well
+REFINE_ZOOMS = (1 / 1.1, 1 / 1.065, 1 / 1.03, 1.0, 1.03, 1.065, 1.1)  # finer zooms (crops) ...
+REFINE_TOP, REFINE_FROM = 2, 0.8  # ... for each image's best pairs that correlate at least this well,
+REFINED_FLOOR = 0.99  # ... counted where they find a match at least this close
 
 
 def gray_thumbs(thumbs: np.ndarray) -> np.ndarray:
@@ -145,13 +154,7 @@ def feature_pairs(features: np.ndarray, rows: np.ndarray, k: int = NEIGHBOURS, m
 
 def _zoomed(images: np.ndarray, scale: float) -> np.ndarray:
     """Each image enlarged by ``scale`` about its centre, cut back to its size (one warp per image)."""
-    if scale == 1.0:
-        return images
-    t = images.shape[1]
-    c = (t - 1) / 2
-    m = np.float32([[scale, 0, c - scale * c], [0, scale, c - scale * c]])
-    return np.stack([cv2.warpAffine(g, m, (t, t), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                     for g in images])
+    return images if scale == 1.0 else _warped(images, scale, 0.0, 0.0)
 
 
 def _window_energy(images: np.ndarray, m: int) -> np.ndarray:
@@ -187,6 +190,7 @@ def _correlate(spec_t, energy_t, views, searched: np.ndarray, mirrored: np.ndarr
 
 
 def best_correlations(images: np.ndarray, pairs: np.ndarray, mirrored: np.ndarray, shift: int,
+                      floor: float = NCC_FLOOR, searched_images: np.ndarray | None = None,
                       chunk: int = 8192) -> np.ndarray:
     """For each pair (i, j) of zero-mean gray ``images``: the best normalized cross-correlation of i
     with j (mirrored where ``mirrored``) over shifts up to ``shift`` pixels, and — for pairs already
@@ -194,6 +198,7 @@ def best_correlations(images: np.ndarray, pairs: np.ndarray, mirrored: np.ndarra
     one FFT product per pair and view, in batches of ``chunk`` pairs (bounded memory); spectra are
     computed once per chunk for the templates (first images) and searched images (second images)."""
     m = images.shape[1] - 2 * shift
+    searched_images = images if searched_images is None else searched_images
     scores = np.full(len(pairs), -1.0)
     for start in range(0, len(pairs), chunk):
         part, flip = pairs[start : start + chunk], mirrored[start : start + chunk].astype(bool)
@@ -203,12 +208,13 @@ def best_correlations(images: np.ndarray, pairs: np.ndarray, mirrored: np.ndarra
         for view in (False, True):  # the searched images as they are and mirrored, where a pair needs it
             need = np.zeros(len(seconds), bool)
             need[second_of[flip == view]] = True
-            searched = images[seconds[need]][:, :, ::-1] if view else images[seconds[need]]
+            searched = searched_images[seconds[need]]
+            searched = searched[:, :, ::-1] if view else searched
             index = np.cumsum(need) - 1
             views.append((np.fft.rfft2(searched), _window_energy(searched, m), index))
         spec, energy = _templates(images[firsts], 1.0, shift)
         best = _correlate(spec[first_of], energy[first_of], views, second_of, flip, shift)
-        close = np.flatnonzero((best >= ZOOM_FROM) & (best < NCC_FLOOR))
+        close = np.flatnonzero((best >= ZOOM_FROM) & (best < floor))
         if len(close):
             zoom_rows, zoom_of = np.unique(first_of[close], return_inverse=True)
             for scale in ZOOMS:  # a crop is a zoom: tried where the plain match is already close
@@ -219,6 +225,87 @@ def best_correlations(images: np.ndarray, pairs: np.ndarray, mirrored: np.ndarra
     return scores
 
 
+def best_per_pair(candidates: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pairs, scores, mirrored): each pair once, sorted, with its better orientation's score."""
+    order = np.lexsort((-scores, candidates[:, 1], candidates[:, 0]))  # best first within each pair
+    candidates, scores = candidates[order], scores[order]
+    first = np.ones(len(candidates), bool)
+    first[1:] = np.any(candidates[1:, :2] != candidates[:-1, :2], axis=1)
+    return candidates[first, :2], scores[first], candidates[first, 2].astype(bool)
+
+
+def stands_out_mask(pairs: np.ndarray, scores: np.ndarray, flips: np.ndarray, floor: float,
+                    stands_out: float) -> np.ndarray:
+    """Pairs that correlate at least ``floor`` and stand out from both images' other look-alikes
+    (mirror copies must be otherwise identical)."""
+    keep = (scores >= floor) & ((1 - scores) <= stands_out * (1 - crowd_scores(pairs, scores)))
+    return keep & (~flips | (scores >= MIRROR_AT_LEAST))
+
+
+def top_ranked(pairs: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the pairs that are among the ``k`` best-scoring pairs of either of their images."""
+    ends = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    pair_of = np.tile(np.arange(len(pairs)), 2)
+    order = np.lexsort((-np.concatenate([scores, scores]), ends))
+    ends, pair_of = ends[order], pair_of[order]
+    starts = np.r_[0, np.flatnonzero(ends[1:] != ends[:-1]) + 1]
+    rank = np.arange(len(ends)) - np.repeat(starts, np.diff(np.r_[starts, len(ends)]))
+    return np.unique(pair_of[rank < k])
+
+
+def _warped(images: np.ndarray, scale: float, dx: float, dy: float) -> np.ndarray:
+    """Each image zoomed by ``scale`` about its centre and moved by (dx, dy) pixels (sub-pixel)."""
+    t = images.shape[1]
+    c = (t - 1) / 2
+    m = np.float32([[scale, 0, c - scale * c + dx], [0, scale, c - scale * c + dy]])
+    return np.stack([cv2.warpAffine(g, m, (t, t), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                     for g in images])
+
+
+def refined_correlations(images: np.ndarray, pairs: np.ndarray, mirrored: np.ndarray, shift: int) -> np.ndarray:
+    """Best correlation of each pair over a finer grid: REFINE_ZOOMS x half-pixel offsets of the first
+    image, every whole-pixel shift up to ``shift`` (a crop of 5-10% resized back is a zoom of 5-11% plus
+    a shift that is rarely a whole pixel; at 28-32 px half a pixel off costs more than a look-alike)."""
+    t = images.shape[1]
+    m = t - 2 * shift
+    searched = images[pairs[:, 1]]
+    searched = np.where(mirrored[:, None, None], searched[:, :, ::-1], searched)
+    spec, energy = np.fft.rfft2(searched), _window_energy(searched, m)
+    first = images[pairs[:, 0]]
+    best = np.full(len(pairs), -1.0)
+    for scale in REFINE_ZOOMS:
+        for dx, dy in ((0, 0), (0.5, 0), (0, 0.5), (0.5, 0.5)):
+            crop = _warped(first, scale, dx, dy)[:, shift : t - shift, shift : t - shift]
+            padded = np.zeros((len(first), t, t), np.float32)
+            padded[:, :m, :m] = crop
+            corr = np.fft.irfft2(np.conj(np.fft.rfft2(padded)) * spec, s=(t, t))[:, : 2 * shift + 1, : 2 * shift + 1]
+            norm = np.sqrt((crop.astype(np.float64) ** 2).sum((1, 2))[:, None, None] * energy) + 1e-6
+            best = np.maximum(best, (corr / norm).reshape(len(first), -1).max(1))
+    return best
+
+
+def _scored(images: np.ndarray, candidates: np.ndarray, shift: int, floor: float,
+            searched_images: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pairs, scores, mirrored) of the candidates; pairs close to ``floor`` and among each image's
+    REFINE_TOP best get the finer zoom and offset search (a copy and the best look-alikes alike, so
+    standing out stays a fair comparison)."""
+    scores = best_correlations(images, candidates[:, :2], candidates[:, 2], shift, floor, searched_images)
+    pairs, scores, flips = best_per_pair(candidates, scores)
+    rows = top_ranked(pairs, scores, REFINE_TOP)
+    rows = rows[(scores[rows] >= REFINE_FROM) & (scores[rows] < MIRROR_AT_LEAST)]
+    if len(rows) and searched_images is None:
+        for start in range(0, len(rows), 8192):  # bounded memory
+            part = rows[start : start + 8192]
+            refined = refined_correlations(images, pairs[part], flips[part], shift)
+            # a finer search flatters look-alikes too: it counts only where it finds a near-exact match
+            scores[part] = np.where(refined >= REFINED_FLOOR, np.maximum(scores[part], refined), scores[part])
+    return pairs, scores, flips
+
+
+def low_pass(gray: np.ndarray, sigma: float) -> np.ndarray:
+    return np.stack([cv2.GaussianBlur(g, (0, 0), sigma) for g in gray]) if len(gray) else gray
+
+
 def verify(thumbs: np.ndarray, gray: np.ndarray, candidates: np.ndarray, floor: float = NCC_FLOOR,
            stands_out: float = STANDS_OUT) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(pairs, kept mask, best correlation, mirrored) for ``candidates`` (i, j, mirrored) rows; a pair
@@ -227,14 +314,31 @@ def verify(thumbs: np.ndarray, gray: np.ndarray, candidates: np.ndarray, floor: 
     shift = max(2, round(t / 10))
     # zero-mean gray: a brighter or more contrasted copy still correlates perfectly (colour is checked below)
     images = gray - gray.mean((1, 2), keepdims=True)
-    scores = best_correlations(images, candidates[:, :2], candidates[:, 2], shift)
-    order = np.lexsort((-scores, candidates[:, 1], candidates[:, 0]))  # best first within each pair
-    candidates, scores = candidates[order], scores[order]
-    first = np.ones(len(candidates), bool)
-    first[1:] = np.any(candidates[1:, :2] != candidates[:-1, :2], axis=1)
-    pairs, scores, flips = candidates[first, :2], scores[first], candidates[first, 2].astype(bool)
-    keep = (scores >= floor) & ((1 - scores) <= stands_out * (1 - crowd_scores(pairs, scores)))
-    keep &= ~flips | (scores >= MIRROR_AT_LEAST)
+    pairs, scores, flips = _scored(images, candidates, shift, floor)
+    keep = stands_out_mask(pairs, scores, flips, floor, stands_out)
+    if LOW_PASS and len(candidates):
+        # a copy shrunk and enlarged back (or upscaled from a crop) lost its fine detail: blur only the
+        # sharper image of the pair to match (blurring both would make every look-alike match too)
+        # (only each image's few best pairs, already close; the others keep their plain score, a fair
+        # stand-in for the crowd, and verification time stays a small multiple of the plain pass)
+        n = int(candidates[:, :2].max()) + 1
+        keys = pairs[:, 0] * n + pairs[:, 1]
+        wanted = np.zeros(len(pairs), bool)
+        wanted[top_ranked(pairs, scores, LOW_PASS_TOP)] = True
+        wanted &= scores >= LOW_PASS_FROM
+        close = candidates[wanted[np.searchsorted(keys, candidates[:, 0] * n + candidates[:, 1])]]
+        soft_scores, soft_flips = scores.copy(), flips.copy()
+        if len(close):
+            soft = low_pass(images, LOW_PASS)
+            soft_pairs, blurred_first, first_flips = _scored(soft, close, shift, LOW_PASS_FLOOR, images)
+            _, blurred_second, second_flips = _scored(images, close, shift, LOW_PASS_FLOOR, soft)
+            at = np.searchsorted(keys, soft_pairs[:, 0] * n + soft_pairs[:, 1])
+            soft_scores[at] = np.maximum(np.maximum(blurred_first, blurred_second), scores[at])
+            soft_flips[at] = np.where(blurred_second > blurred_first, second_flips, first_flips)
+        soft_keep = stands_out_mask(pairs, soft_scores, soft_flips, LOW_PASS_FLOOR, stands_out)
+        use = soft_keep & ~keep
+        keep |= soft_keep
+        scores, flips = np.where(use, soft_scores, scores), np.where(use, soft_flips, flips)
     if len(pairs):  # brightness and contrast within what a re-exposure changes (about ±20%)
         mean, std = gray.mean((1, 2)), gray.std((1, 2)) + 2.0
         a, b = pairs[:, 0], pairs[:, 1]

@@ -10,7 +10,15 @@ import numpy as np
 
 from pixelforge.audit.context import AuditContext
 from pixelforge.audit.findings import Finding
-from pixelforge.audit.near import NCC_FLOOR, NEIGHBOURS, candidate_pairs, feature_pairs, gray_thumbs, verify
+from pixelforge.audit.near import (
+    LOW_PASS_FLOOR,
+    NCC_FLOOR,
+    NEIGHBOURS,
+    candidate_pairs,
+    feature_pairs,
+    gray_thumbs,
+    verify,
+)
 
 
 def connected_groups(pairs) -> list[list[int]]:
@@ -109,7 +117,8 @@ def check_duplicates(ctx: AuditContext) -> list[Finding]:
             f"{len(groups)} group(s) of near-duplicate images ({len(rows)} images)",
             f"candidates from nearest neighbours of content-centred and plain embeddings"
             f"{' and of the backbone features' if features is not None else ''}, confirmed by a normalized cross-correlation over small shifts, zooms and a mirror "
-            f"image of at least {NCC_FLOOR:g} that stands out from each image's other look-alikes (median "
+            f"image of at least {NCC_FLOOR:g} ({LOW_PASS_FLOOR:g} with one image blurred, for copies that lost "
+            f"their detail) that stands out from each image's other look-alikes (median "
             f"{np.median(near_score):.3f}); {len(mirrored)} image(s) are mirror copies",
             "Keep one image of each group unless the differences matter (e.g. deliberate variants).",
             images=rows, groups=groups,
