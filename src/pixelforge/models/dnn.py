@@ -12,7 +12,7 @@ import math
 from torch import nn
 
 from pixelforge.errors import PixelforgeError
-from pixelforge.models.base import Flatten, ZooModel, dense, int_list
+from pixelforge.models.base import Dropout, Flatten, ZooModel, dense, int_list
 from pixelforge.models.registry import register
 
 
@@ -24,7 +24,7 @@ class DNN(ZooModel):
         for n in nodes:
             layers += [dense(width, n, self.kernel_initializer), nn.ReLU(inplace=True)]
             if rate:
-                layers.append(nn.Dropout(rate))
+                layers.append(Dropout(rate))
                 rate /= 2
             width = n
         layers.append(dense(width, num_classes, self.kernel_initializer))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from pixelforge.models.base import Flatten, ZooModel, batch_norm, conv, dense, int_list, positive_int
+from pixelforge.models.base import Dropout, Flatten, ZooModel, batch_norm, conv, dense, int_list, positive_int
 from pixelforge.models.geometry import require_size
 from pixelforge.models.registry import register
 
@@ -14,7 +14,7 @@ def _block(in_channels: int, channels: int, init: str) -> list[nn.Module]:
     return [
         conv(in_channels, channels, 3, init, padding="same"), nn.ReLU(inplace=True), batch_norm(channels),
         conv(channels, channels, 3, init, padding="same"), nn.ReLU(inplace=True), batch_norm(channels),
-        nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.MaxPool2d(2), Dropout(0.25),
     ]
 
 
@@ -31,7 +31,7 @@ class MiniVGGNet(ZooModel):
         self.features = nn.Sequential(*layers, Flatten())
         self.classifier = nn.Sequential(
             dense(channels * out_h * out_w, units, init), nn.ReLU(inplace=True), batch_norm(units, dims=1),
-            nn.Dropout(0.5), dense(units, num_classes, init),
+            Dropout(0.5), dense(units, num_classes, init),
         )
 
     def forward(self, x):

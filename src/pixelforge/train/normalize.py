@@ -38,6 +38,7 @@ class BatchTransform(nn.Module):
         super().__init__()
         self.sample = spec.standardize == "sample"
         self.epsilon = float(spec.epsilon)
+        self._row_cache: dict = {}
         for name, peak in (("8", 255.0), ("16", 65535.0)):
             scale, shift = spec.affine(peak)
             self.register_buffer(f"scale{name}", _nchw(scale), persistent=False)
@@ -47,13 +48,33 @@ class BatchTransform(nn.Module):
         if batch.ndim == 3:
             batch = batch.unsqueeze(-1)
         wide = batch.dtype in (torch.int32, torch.uint16)
-        x = batch.permute(0, 3, 1, 2).to(torch.float32)
-        x = torch.addcmul(self.shift16 if wide else self.shift8, x, self.scale16 if wide else self.scale8)  # one pass
+        scale, shift = (self.scale16, self.shift16) if wide else (self.scale8, self.shift8)
+        if batch.is_contiguous():
+            # One pass over the NHWC values seen as rows of W*C, the statistics laid out the same way:
+            # contiguous, vectorized loops; a (1, C, 1, 1) statistic broadcast over the channels-last
+            # view runs loops C values long (3-4x slower for RGB). Same products, same results.
+            n, h, w, c = batch.shape
+            rows = batch.view(n, h, w * c)
+            x = torch.addcmul(self._rows(shift, h, w, c), rows, self._rows(scale, h, w, c))
+            x = x.view(n, h, w, c).permute(0, 3, 1, 2)
+        else:
+            x = torch.addcmul(shift, batch.permute(0, 3, 1, 2).to(torch.float32), scale)
         if self.sample:
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             std = x.std(dim=(1, 2, 3), keepdim=True, correction=0)
             x = (x - mean) / (std + self.epsilon)
         return x
+
+    def _rows(self, stat: torch.Tensor, h: int, w: int, c: int) -> torch.Tensor:
+        """``stat`` (broadcasting over N x C x H x W) as a (1, H, W*C) tensor, made once per shape."""
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():  # a graph: the layout is a constant there
+            return stat.expand(1, c, h, w).permute(0, 2, 3, 1).reshape(1, h, w * c)
+        key = (stat.data_ptr(), stat.device, h, w, c)
+        cached = self._row_cache.get(key)
+        if cached is None:
+            cached = stat.expand(1, c, h, w).permute(0, 2, 3, 1).reshape(1, h, w * c).contiguous()
+            self._row_cache = {key: cached, **dict(list(self._row_cache.items())[:7])}  # a few shapes at most
+        return cached
 
 
 class PreprocessedModel(nn.Module):
